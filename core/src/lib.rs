@@ -1,0 +1,15 @@
+//! # sona-core
+//!
+//! The portable intelligence layer of the SONA TV-discovery engine. Plain Rust that
+//! builds for native targets and `wasm32-unknown-unknown`: no async runtime, no
+//! browser bindings, no GPU crates, no file system or clock calls. Hosts inject
+//! bytes and time; this crate holds the algorithms.
+//!
+//! Modules, one concept each:
+//! - [`router`]: tokenizer, FastGRNN, training, quantization, route registry, model selection.
+//! - [`rng`], [`optim`], [`codec`]: deterministic randomness, Adam, checksummed envelopes.
+
+pub mod codec;
+pub mod optim;
+pub mod rng;
+pub mod router;

@@ -1,0 +1,5 @@
+//! Semantic router ("Tiny Dancer"): query → recommendation strategy.
+
+pub mod route;
+
+pub use route::Route;
