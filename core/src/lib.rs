@@ -10,6 +10,7 @@
 //! - [`rng`], [`optim`], [`codec`]: deterministic randomness, Adam, checksummed envelopes.
 
 pub mod codec;
+pub mod data;
 pub mod optim;
 pub mod rng;
 pub mod router;
