@@ -6,9 +6,11 @@
 //! bytes and time; this crate holds the algorithms.
 //!
 //! Modules, one concept each:
+//! - [`attention`]: 14 attention mechanisms behind one batched interface, Poincaré-ball ops, and the attention selector.
 //! - [`router`]: tokenizer, FastGRNN, training, quantization, route registry, model selection.
 //! - [`rng`], [`optim`], [`codec`]: deterministic randomness, Adam, checksummed envelopes.
 
+pub mod attention;
 pub mod codec;
 pub mod data;
 pub mod optim;
