@@ -16,11 +16,14 @@
 
 pub mod dot_product;
 pub mod dual_space;
+pub mod edge_featured;
 pub mod flash;
 pub mod hyperbolic;
 pub mod hyperbolic_attn;
 pub mod linear;
 pub mod math;
+pub mod moe;
+pub mod multi_head;
 
 use thiserror::Error;
 
