@@ -11,6 +11,8 @@
 
 pub mod codec;
 pub mod data;
+pub mod eval;
 pub mod optim;
+pub mod recommend;
 pub mod rng;
 pub mod router;
