@@ -155,6 +155,27 @@ impl ModelConfig {
                 }
             }
         }
+        // Size limits keep every tensor length far from usize overflow (wasm32).
+        match self.input {
+            InputKind::Text { tokenizer, emb_dim } => {
+                if tokenizer.n_buckets > 1 << 22 || emb_dim > 1024 {
+                    return Err("n_buckets <= 2^22 and emb_dim <= 1024 required".into());
+                }
+            }
+            InputKind::Features {
+                steps, step_dim, ..
+            } => {
+                if steps > 1 << 12 || step_dim > 1 << 12 {
+                    return Err("steps and step_dim must be <= 4096".into());
+                }
+            }
+        }
+        if self.n_classes > 1024 {
+            return Err(format!("n_classes {} > 1024", self.n_classes));
+        }
+        if self.w_rank.is_some_and(|r| r > 4096) || self.u_rank.is_some_and(|r| r > 4096) {
+            return Err("ranks must be <= 4096".into());
+        }
         if self.hidden == 0 || self.hidden > 4096 {
             return Err(format!("hidden {} out of range 1..=4096", self.hidden));
         }
