@@ -16,6 +16,7 @@ pub mod format;
 pub mod quant;
 pub mod registry;
 pub mod route;
+pub mod select_model;
 pub mod tokenizer;
 
 pub use classifier::{
@@ -29,4 +30,5 @@ pub use format::Model;
 pub use quant::QuantClassifier;
 pub use registry::{RouteRegistry, RouteSpec};
 pub use route::Route;
+pub use select_model::{select_model, ModelChoice, ModelTable, SelectModelError};
 pub use tokenizer::{Tokenizer, TokenizerConfig, Tokens};
