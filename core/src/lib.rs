@@ -7,8 +7,10 @@
 //!
 //! Modules, one concept each:
 //! - [`router`]: tokenizer, FastGRNN, training, quantization, route registry, model selection.
+//! - [`bank`]: ReasoningBank — pattern memory of what worked (exact scan / own HNSW), learning loop, maintenance, persistence.
 //! - [`rng`], [`optim`], [`codec`]: deterministic randomness, Adam, checksummed envelopes.
 
+pub mod bank;
 pub mod codec;
 pub mod data;
 pub mod eval;
