@@ -5,6 +5,8 @@
 //! - `flash_vs_naive/{naive,flash}/4096`: n_q = n_k = 4096, d = d_v = 64. Before timing, the
 //!   bench prints the extra bytes each kernel allocates (counted by a wrapping global
 //!   allocator: peak live bytes above the inputs during one call) and the max difference.
+//! - `flash_vs_naive/materialized_vec/4096`: the same materialising algorithm with the
+//!   vectorized dot product, to separate "no score matrix + tiling" from "vectorized dot".
 //! - `scaling/linear/{1024..16384}` and `scaling/naive/{1024..4096}`: time vs length, d = 64.
 //! - `selector/select_top3`: one attention-selector call on a typical query.
 
@@ -12,6 +14,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use sona_core::attention::dot_product::DotProduct;
 use sona_core::attention::flash::Flash;
 use sona_core::attention::linear::LinearAttention;
+use sona_core::attention::math::sdpa_with_probs;
 use sona_core::attention::selector::AttentionSelector;
 use sona_core::attention::{Attention, AttnInput};
 use sona_core::rng::Rng;
@@ -73,6 +76,15 @@ fn flash_vs_naive(c: &mut Criterion) {
     g.sample_size(10);
     g.bench_with_input(BenchmarkId::new("naive", n), &n, |bch, _| {
         bch.iter(|| DotProduct.forward(black_box(&inp), &mut a).unwrap())
+    });
+    // A stronger materialising baseline: same score matrix, but with the unrolled
+    // (auto-vectorized) dot product from `attention::math`.
+    g.bench_with_input(BenchmarkId::new("materialized_vec", n), &n, |bch, _| {
+        bch.iter(|| {
+            let mut p = vec![0.0f32; n * n];
+            sdpa_with_probs(black_box(&q), &k, &v, n, n, d, d, None, &mut p, &mut a);
+            p
+        })
     });
     g.bench_with_input(BenchmarkId::new("flash", n), &n, |bch, _| {
         bch.iter(|| Flash.forward(black_box(&inp), &mut b).unwrap())

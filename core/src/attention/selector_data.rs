@@ -719,6 +719,23 @@ mod tests {
     }
 
     #[test]
+    fn every_selector_class_is_a_registered_mechanism() {
+        for m in SELECTOR_MECHANISMS {
+            assert!(
+                crate::attention::MECHANISMS.iter().any(|r| r.name == m),
+                "{m}"
+            );
+        }
+        let mut all: Vec<usize> = INTENTS.iter().flat_map(|i| i.mechanisms()).collect();
+        all.sort();
+        assert_eq!(
+            all,
+            (0..12).collect::<Vec<_>>(),
+            "each class belongs to exactly one intent"
+        );
+    }
+
+    #[test]
     fn generator_is_reproducible_and_covers_every_intent() {
         let a = generate(7, 10, 2);
         assert_eq!(a, generate(7, 10, 2));
