@@ -452,6 +452,12 @@ mod tests {
     }
 
     #[test]
+    fn empty_query_is_an_error() {
+        let e = shipped().select("  ?! ").unwrap_err();
+        assert_eq!(e, SelectorError::Router(RouterError::EmptyQuery));
+    }
+
+    #[test]
     fn wrong_model_files_are_rejected() {
         assert!(AttentionSelector::from_bytes(&MODEL[..MODEL.len() - 3]).is_err());
         let mut cfg = SelectorTrainConfig::default().model;
