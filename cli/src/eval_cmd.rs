@@ -10,7 +10,11 @@ use serde_json::{json, Map, Value};
 use sona_core::data::Dataset;
 use sona_core::eval::{eval_static, replay, static_split, temporal_split, Summary};
 use sona_core::recommend::bpr::{Bpr, BprConfig};
+use sona_core::recommend::content::{ContentBased, ContentConfig};
+use sona_core::recommend::context::{ContextAware, ContextConfig};
 use sona_core::recommend::ease::{Ease, EaseConfig};
+use sona_core::recommend::fusion::{Component, Fusion, FusionConfig, DEFAULT_WEIGHTS};
+use sona_core::recommend::graph::{GraphConfig, GraphSage};
 use sona_core::recommend::item_knn::{ItemKnn, ItemKnnConfig};
 use sona_core::recommend::popularity::Popularity;
 use sona_core::recommend::OnlineRecommender;
@@ -42,36 +46,99 @@ pub struct EvalArgs {
 }
 
 /// Trains every system on `train`. Systems that cannot run on this data (EASE on a
-/// huge catalog) are skipped with a note.
+/// huge catalog) are skipped with a note; the hybrid then uses BPR as its CF part.
 fn build_systems(
     train: &Dataset,
     seed: u64,
     notes: &mut Vec<String>,
 ) -> Result<Vec<Box<dyn OnlineRecommender>>> {
-    let mut out: Vec<Box<dyn OnlineRecommender>> = Vec::new();
-    let t = Instant::now();
-    out.push(Box::new(Popularity::train(train)?));
-    eprintln!("  popularity trained in {:.2}s", t.elapsed().as_secs_f64());
-    let t = Instant::now();
-    out.push(Box::new(ItemKnn::train(train, &ItemKnnConfig::default())?));
-    eprintln!("  item_knn trained in {:.2}s", t.elapsed().as_secs_f64());
-    let t = Instant::now();
-    out.push(Box::new(Bpr::train(
-        train,
-        &BprConfig {
-            seed,
-            ..Default::default()
-        },
-    )?));
-    eprintln!("  bpr_mf trained in {:.2}s", t.elapsed().as_secs_f64());
-    let t = Instant::now();
-    match Ease::train(train, &EaseConfig::default()) {
-        Ok(m) => {
-            out.push(Box::new(m));
-            eprintln!("  ease trained in {:.2}s", t.elapsed().as_secs_f64());
-        }
-        Err(e) => notes.push(format!("ease skipped: {e}")),
+    fn timed<T>(name: &str, f: impl FnOnce() -> T) -> T {
+        let t = Instant::now();
+        let out = f();
+        eprintln!("  {name:<12} trained in {:.2}s", t.elapsed().as_secs_f64());
+        out
     }
+    let mut out: Vec<Box<dyn OnlineRecommender>> = Vec::new();
+    out.push(Box::new(timed("popularity", || Popularity::train(train))?));
+    out.push(Box::new(timed("item_knn", || {
+        ItemKnn::train(train, &ItemKnnConfig::default())
+    })?));
+    let bpr = timed("bpr_mf", || {
+        Bpr::train(
+            train,
+            &BprConfig {
+                seed,
+                ..Default::default()
+            },
+        )
+    })?;
+    out.push(Box::new(bpr.clone()));
+    let ease = match timed("ease", || Ease::train(train, &EaseConfig::default())) {
+        Ok(m) => {
+            out.push(Box::new(m.clone()));
+            Some(m)
+        }
+        Err(e) => {
+            notes.push(format!("ease skipped: {e}"));
+            None
+        }
+    };
+    let content = timed("content", || {
+        ContentBased::train(train, &ContentConfig::default())
+    })?;
+    out.push(Box::new(content.clone()));
+    let graph = timed("graph", || {
+        GraphSage::train(
+            train,
+            &GraphConfig {
+                seed: seed ^ 0x9e37,
+                ..Default::default()
+            },
+        )
+    })?;
+    out.push(Box::new(graph.clone()));
+    let context = timed("context", || {
+        ContextAware::train(train, &ContextConfig::default())
+    })?;
+    out.push(Box::new(context.clone()));
+    let cf: Box<dyn OnlineRecommender> = match ease {
+        Some(m) => Box::new(m),
+        None => Box::new(bpr),
+    };
+    let w = |role: &str| {
+        DEFAULT_WEIGHTS
+            .iter()
+            .find(|(r, _)| *r == role)
+            .map_or(0.0, |x| x.1)
+    };
+    let comps = vec![
+        Component {
+            role: "cf".into(),
+            weight: w("cf"),
+            model: cf,
+        },
+        Component {
+            role: "content".into(),
+            weight: w("content"),
+            model: Box::new(content),
+        },
+        Component {
+            role: "graph".into(),
+            weight: w("graph"),
+            model: Box::new(graph),
+        },
+        Component {
+            role: "context".into(),
+            weight: w("context"),
+            model: Box::new(context),
+        },
+    ];
+    out.push(Box::new(Fusion::new(
+        "hybrid_rrf",
+        train,
+        comps,
+        FusionConfig::default(),
+    )?));
     Ok(out)
 }
 

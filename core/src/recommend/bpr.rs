@@ -10,7 +10,7 @@
 //! new user starts from `p_u = 0` (ranking by the learned item bias) and moves
 //! towards their items.
 
-use super::{top_k, History, OnlineRecommender, RecommendError};
+use super::{best_history_item, top_k, History, OnlineRecommender, Reason, RecommendError};
 use crate::data::{Dataset, Interaction};
 use crate::rng::Rng;
 
@@ -279,6 +279,18 @@ impl OnlineRecommender for Bpr {
             }
         }
         Ok(())
+    }
+
+    fn explain(&self, user: u32, item: u32, _now: i64) -> Option<Reason> {
+        if item as usize >= self.n_items {
+            return None;
+        }
+        let d = self.cfg.factors;
+        let qj = &self.q[item as usize * d..(item as usize + 1) * d];
+        best_history_item(&self.hist, user, |i| {
+            let qi = &self.q[i as usize * d..(i as usize + 1) * d];
+            qi.iter().zip(qj).map(|(a, b)| a * b).sum()
+        })
     }
 }
 
