@@ -43,6 +43,25 @@ pub struct Component {
     pub model: Box<dyn OnlineRecommender>,
 }
 
+/// Plain weighted RRF over ranked lists: `(item, score)` best first, ties to the
+/// lower item id, at most `k` entries. `lists[c]` is component c's ranking and
+/// `weights[c]` its weight.
+pub fn rrf(lists: &[&[u32]], weights: &[f32], rrf_k: f32, k: usize) -> Vec<(u32, f32)> {
+    let mut fused: BTreeMap<u32, f32> = BTreeMap::new();
+    for (list, &w) in lists.iter().zip(weights) {
+        if w == 0.0 {
+            continue;
+        }
+        for (r, &item) in list.iter().enumerate() {
+            *fused.entry(item).or_insert(0.0) += w / (rrf_k + (r + 1) as f32);
+        }
+    }
+    let mut out: Vec<(u32, f32)> = fused.into_iter().collect();
+    out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    out.truncate(k);
+    out
+}
+
 /// One component's share of a fused score.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Contribution {
@@ -286,6 +305,10 @@ mod tests {
         // Changing the weights changes the order.
         let g = fusion(0.9, 0.1);
         assert_eq!(g.recommend(0, 2, &[], 0), [0, 2]);
+        // The list-level function agrees with the model.
+        let plain = rrf(&[&[0, 1, 2], &[2, 3, 0]], &[0.3, 0.4], 60.0, 4);
+        assert_eq!(plain.iter().map(|x| x.0).collect::<Vec<_>>(), [2, 0, 3, 1]);
+        assert!((plain[0].1 - r[0].score).abs() < 1e-7);
         // Exclusions pass through.
         assert_eq!(f.recommend(0, 2, &[false, false, true], 0), [0, 3]);
     }

@@ -45,6 +45,17 @@ impl Default for GraphConfig {
     }
 }
 
+#[derive(Default)]
+struct Scratch {
+    m: Vec<f32>,
+    h: Vec<f32>,
+    zi: Vec<f32>,
+    zj: Vec<f32>,
+    dh: Vec<f32>,
+    dm: Vec<f32>,
+    dzi: Vec<f32>,
+}
+
 #[derive(Clone, Debug)]
 pub struct GraphSage {
     cfg: GraphConfig,
@@ -144,6 +155,7 @@ impl GraphSage {
             .collect();
         let pairs: Vec<(u32, u32)> = ds.interactions.iter().map(|x| (x.user, x.item)).collect();
         let mut nbrs: Vec<u32> = Vec::new();
+        let mut scratch = Scratch::default();
         for _ in 0..cfg.epochs {
             for _ in 0..pairs.len() {
                 let (u, i) = pairs[rng.below(pairs.len())];
@@ -167,8 +179,7 @@ impl GraphSage {
                     };
                     nbrs.push(c);
                 }
-                let grad = m.triple_grad(&nbrs, i, j);
-                m.apply(&grad, cfg.lr);
+                m.sgd_step(&nbrs, i, j, cfg.lr, &mut scratch);
             }
         }
         m.refresh();
@@ -300,6 +311,105 @@ impl GraphSage {
         out
     }
 
+    /// One SGD step, allocation-free: the same update as applying
+    /// [`GraphSage::triple_grad`] with learning rate `lr` (checked by a test).
+    fn sgd_step(&mut self, nbrs: &[u32], i: u32, j: u32, lr: f32, s: &mut Scratch) {
+        let d = self.cfg.dim;
+        s.m.clear();
+        s.m.resize(d, 0.0);
+        s.zi.resize(d, 0.0);
+        s.zj.resize(d, 0.0);
+        let inv_n = 1.0 / nbrs.len() as f32;
+        for &n in nbrs {
+            self.z_into(n, &mut s.zi);
+            s.m.iter_mut().zip(&s.zi).for_each(|(a, b)| *a += b * inv_n);
+        }
+        self.z_into(i, &mut s.zi);
+        self.z_into(j, &mut s.zj);
+        s.h.clear();
+        for r in 0..d {
+            s.h.push(
+                self.w[r * d..(r + 1) * d]
+                    .iter()
+                    .zip(&s.m)
+                    .map(|(a, b)| a * b)
+                    .sum(),
+            );
+        }
+        let (bi, bj) = (self.b[i as usize], self.b[j as usize]);
+        let x =
+            s.h.iter()
+                .zip(s.zi.iter().zip(&s.zj))
+                .map(|(a, (p, q))| a * (p - q))
+                .sum::<f32>()
+                + bi
+                - bj;
+        let g = -sigmoid(-x);
+        s.dh.clear();
+        s.dh.extend(s.zi.iter().zip(&s.zj).map(|(p, q)| g * (p - q)));
+        s.dm.clear();
+        s.dm.resize(d, 0.0);
+        for r in 0..d {
+            let row = &mut self.w[r * d..(r + 1) * d];
+            let dhr = s.dh[r];
+            for ((w, dm), m) in row.iter_mut().zip(s.dm.iter_mut()).zip(&s.m) {
+                *dm += *w * dhr;
+                *w -= lr * dhr * m;
+            }
+        }
+        // dz_i = g·h, dz_j = −g·h (plus L2 on e_i, e_j), dz_n = dm / |S|.
+        s.dzi.clear();
+        s.dzi.extend(s.h.iter().map(|v| g * v));
+        for (x, sign) in [(i, 1.0f32), (j, -1.0f32)] {
+            let row = &mut self.e[x as usize * d..(x as usize + 1) * d];
+            for (a, v) in row.iter_mut().zip(&s.dzi) {
+                *a -= lr * (sign * v + self.cfg.reg * *a);
+            }
+            self.genre_step(x, &s.dzi, sign * lr);
+        }
+        for &n in nbrs {
+            let row = &mut self.e[n as usize * d..(n as usize + 1) * d];
+            row.iter_mut()
+                .zip(&s.dm)
+                .for_each(|(a, v)| *a -= lr * inv_n * v);
+            self.genre_step(n, &s.dm, lr * inv_n);
+        }
+        self.b[i as usize] -= lr * (g + self.cfg.reg_bias * bi);
+        self.b[j as usize] -= lr * (-g + self.cfg.reg_bias * bj);
+    }
+
+    /// `γ_g -= scale · v / |genres(x)|` for every genre g of item x.
+    fn genre_step(&mut self, x: u32, v: &[f32], scale: f32) {
+        let d = self.cfg.dim;
+        let gs = &self.item_genres[x as usize];
+        if gs.is_empty() {
+            return;
+        }
+        let f = scale / gs.len() as f32;
+        for &g in gs {
+            let row = &mut self.gamma[g as usize * d..(g as usize + 1) * d];
+            row.iter_mut().zip(v).for_each(|(a, b)| *a -= f * b);
+        }
+    }
+
+    fn z_into(&self, x: u32, out: &mut [f32]) {
+        let d = self.cfg.dim;
+        out.copy_from_slice(&self.e[x as usize * d..(x as usize + 1) * d]);
+        let gs = &self.item_genres[x as usize];
+        if !gs.is_empty() {
+            let inv = 1.0 / gs.len() as f32;
+            for &g in gs {
+                for (a, &v) in out
+                    .iter_mut()
+                    .zip(&self.gamma[g as usize * d..(g as usize + 1) * d])
+                {
+                    *a += inv * v;
+                }
+            }
+        }
+    }
+
+    #[cfg(test)]
     fn apply(&mut self, g: &GraphGrad, lr: f32) {
         let d = self.cfg.dim;
         // Deterministic order: sort keys.
@@ -451,6 +561,32 @@ mod tests {
             let num = fd(&mut m, &|m| &mut m.b[x as usize]);
             close(num, v);
         }
+    }
+
+    #[test]
+    fn fast_sgd_step_equals_applying_the_checked_gradient() {
+        let ds = genre_clusters();
+        let cfg = GraphConfig {
+            dim: 5,
+            epochs: 2,
+            reg: 0.05,
+            reg_bias: 0.03,
+            ..Default::default()
+        };
+        let m = GraphSage::train(&ds, &cfg).unwrap();
+        let (nbrs, i, j) = (vec![1u32, 2, 4, 2], 3u32, 8u32);
+        let mut a = m.clone();
+        a.apply(&m.triple_grad(&nbrs, i, j), 0.1);
+        let mut b = m.clone();
+        b.sgd_step(&nbrs, i, j, 0.1, &mut Scratch::default());
+        let close = |x: &[f32], y: &[f32]| x.iter().zip(y).all(|(p, q)| (p - q).abs() < 1e-5);
+        assert!(
+            close(&a.e, &b.e)
+                && close(&a.gamma, &b.gamma)
+                && close(&a.w, &b.w)
+                && close(&a.b, &b.b)
+        );
+        assert!(!close(&a.e, &m.e));
     }
 
     #[test]
