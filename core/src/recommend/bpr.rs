@@ -14,6 +14,8 @@ use super::{best_history_item, top_k, History, OnlineRecommender, Reason, Recomm
 use crate::data::{Dataset, Interaction};
 use crate::rng::Rng;
 
+/// Defaults were chosen on a validation split (per-user 75/25 of the static
+/// protocol's training side, ML-100K, seed 42 ^ 0x5A), never on test data.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct BprConfig {
     pub factors: usize,
@@ -33,10 +35,10 @@ pub struct BprConfig {
 impl Default for BprConfig {
     fn default() -> Self {
         BprConfig {
-            factors: 64,
-            epochs: 40,
+            factors: 128,
+            epochs: 60,
             lr: 0.05,
-            reg: 0.005,
+            reg: 0.02,
             reg_bias: 0.001,
             init_std: 0.1,
             online_steps: 50,
