@@ -26,7 +26,7 @@ pub use classifier::{
 };
 pub use engine::{RouteDecision, Router};
 pub use error::RouterError;
-pub use fastgrnn::{InputKind, ModelConfig, SeqInput};
+pub use fastgrnn::{InputKind, ModelConfig, Pool, SeqInput};
 pub use format::Model;
 pub use quant::QuantClassifier;
 pub use registry::{RouteRegistry, RouteSpec};
