@@ -7,10 +7,12 @@
 //!
 //! Modules, one concept each:
 //! - [`router`]: tokenizer, FastGRNN, training, quantization, route registry, model selection.
+//! - [`personalize`]: two-tier LoRA adapter, EWC++, interaction signals (on-device learning).
 //! - [`rng`], [`optim`], [`codec`]: deterministic randomness, Adam, checksummed envelopes.
 
 pub mod codec;
 pub mod data;
 pub mod optim;
+pub mod personalize;
 pub mod rng;
 pub mod router;
