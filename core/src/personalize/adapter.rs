@@ -394,10 +394,55 @@ impl Adapter {
         if out.decision != Decision::Adapted {
             return Ok(out);
         }
+        self.run_adaptation(now, negative_pool, rng, &mut out);
+        Ok(out)
+    }
+
+    /// Adapt on the buffered interactions now, ignoring the decision
+    /// thresholds (e.g. to flush at the end of a session). `negative_pool` as in
+    /// [`update_from_interaction`](Self::update_from_interaction). Returns
+    /// `NoTrainingPairs` (and changes nothing) when the buffer gives no pair.
+    pub fn adapt_pending(
+        &mut self,
+        now: i64,
+        negative_pool: &[f32],
+        rng: &mut Rng,
+    ) -> Result<UpdateOutcome, PersonalizeError> {
+        let d = self.cfg.d;
+        if negative_pool.len() % d != 0 {
+            return Err(PersonalizeError::RaggedPool {
+                what: "negative pool",
+                len: negative_pool.len(),
+                d,
+            });
+        }
+        super::check_finite("negative pool", negative_pool)?;
+        let mut out = UpdateOutcome {
+            adapted: false,
+            decision: Decision::Adapted,
+            strength: 0.0,
+            buffered: self.st.pending.len(),
+            pairs: 0,
+            lr: None,
+            loss_before: None,
+            loss_after: None,
+            ewc_penalty: None,
+        };
+        self.run_adaptation(now, negative_pool, rng, &mut out);
+        Ok(out)
+    }
+
+    fn run_adaptation(
+        &mut self,
+        now: i64,
+        negative_pool: &[f32],
+        rng: &mut Rng,
+        out: &mut UpdateOutcome,
+    ) {
         let set = self.build_train_set(negative_pool, rng);
         if set.n_pairs() == 0 {
             out.decision = Decision::NoTrainingPairs;
-            return Ok(out);
+            return;
         }
         let lr = self.cfg.lr_at(self.st.interaction_count);
         let (before, after, penalty) = self.learn(&set, lr);
@@ -410,13 +455,13 @@ impl Adapter {
         st.adaptations += 1;
         st.last_loss = Some(after as f32);
         out.adapted = true;
+        out.decision = Decision::Adapted;
         out.buffered = 0;
         out.pairs = set.n_pairs();
         out.lr = Some(lr);
         out.loss_before = Some(before as f32);
         out.loss_after = Some(after as f32);
         out.ewc_penalty = Some(penalty as f32);
-        Ok(out)
     }
 
     /// BPR pairs from the buffer. A positive interaction (strength s > 0) is

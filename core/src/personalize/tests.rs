@@ -722,3 +722,25 @@ fn export_update_and_apply_global() {
     assert!(s.global_update_norm > 0.0);
     assert_eq!(ad.export_update().global_version, 4);
 }
+
+#[test]
+fn adapt_pending_flushes_regardless_of_thresholds() {
+    let c = cfg(16);
+    let mut ad = adapter(&c);
+    let mut rng = Rng::new(8);
+    feed(&mut ad, 2, 0, &mut rng);
+    assert_eq!(ad.stats().adaptations, 0);
+    let before = snap(&ad);
+    assert!(ad.adapt_pending(10, &[0.0; 17], &mut rng).is_err());
+    assert!(snap(&ad) == before);
+    let out = ad.adapt_pending(10, &[], &mut rng).unwrap();
+    assert!(
+        out.adapted,
+        "one positive and one skip form a pair: {out:?}"
+    );
+    assert_eq!(ad.stats().adaptations, 1);
+    assert_eq!(ad.stats().last_adaptation, Some(10));
+    let out = ad.adapt_pending(11, &[], &mut rng).unwrap();
+    assert_eq!(out.decision, Decision::NoTrainingPairs);
+    assert_eq!(ad.stats().adaptations, 1);
+}
