@@ -54,7 +54,7 @@ impl Default for HnswConfig {
         HnswConfig {
             m: 16,
             ef_construction: 100,
-            ef_search: 96,
+            ef_search: 64,
             seed: 0x5EED_BA4C,
         }
     }

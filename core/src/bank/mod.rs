@@ -690,7 +690,15 @@ impl ReasoningBank {
                 .as_ref()
                 .is_some_and(|r| scope.admits(r))
         };
-        let (near, evals) = self.nearest_by(q, k, &accept);
+        // Without tombstones every node is acceptable: skip the per-node record
+        // lookup (a cache miss per candidate on large banks).
+        let everything = |_: u32| true;
+        let accept: &dyn Fn(u32) -> bool = if scope == Scope::All && self.live == self.slots.len() {
+            &everything
+        } else {
+            &accept
+        };
+        let (near, evals) = self.nearest_by(q, k, accept);
         (near, evals, in_scope)
     }
 

@@ -974,3 +974,62 @@ fn heap_bytes_per_pattern_at_d384_is_under_two_kilobytes() {
     assert!(per > 1536.0, "{per} bytes: the embedding alone is 1536");
     assert!(per <= 2048.0, "{per} bytes per pattern");
 }
+
+#[test]
+fn maintenance_on_an_indexed_bank_keeps_the_graph_consistent() {
+    let mut c = cfg();
+    c.exact_scan_below = 50;
+    let mut bank = ReasoningBank::new(c).unwrap();
+    let mut rng = Rng::new(15);
+    let mut pairs = Vec::new();
+    let mut weak = Vec::new();
+    for i in 0..150u64 {
+        let e = random_unit(&mut rng, D);
+        let a = bank
+            .store_pattern(new_pattern(e.clone(), &[i], 0.8, 5), T0)
+            .unwrap();
+        if i % 3 == 0 {
+            let b = bank
+                .store_pattern(
+                    new_pattern(at_cosine(&e, 0.99, &mut rng), &[1000 + i], 0.6, 1),
+                    T0,
+                )
+                .unwrap();
+            pairs.push((a, b));
+        } else if i % 3 == 1 {
+            weak.push(
+                bank.store_pattern(
+                    new_pattern(random_unit(&mut rng, D), &[2000 + i], 0.1, 1),
+                    T0,
+                )
+                .unwrap(),
+            );
+        }
+    }
+    assert!(bank.is_indexed());
+    let rep = bank.maintain(T0 + 1);
+    let mut pruned = rep.pruned.clone();
+    pruned.sort();
+    assert_eq!(pruned, weak);
+    let mut merged = rep.merged.clone();
+    merged.sort();
+    assert_eq!(merged, pairs);
+    assert_eq!(bank.len(), 150);
+    let gone: Vec<u64> = weak
+        .iter()
+        .chain(pairs.iter().map(|p| &p.1))
+        .copied()
+        .collect();
+    for (a, b) in &pairs {
+        let p = bank.get(*a).unwrap();
+        assert_eq!(p.successful_results.len(), 2);
+        assert_eq!(bank.index_top_k(&p.query_embedding, 1).unwrap(), vec![*a]);
+        assert!(bank.get(*b).is_err());
+    }
+    for _ in 0..30 {
+        let q = random_unit(&mut rng, D);
+        let got = bank.index_top_k(&q, 20).unwrap();
+        assert_eq!(got.len(), 20);
+        assert!(got.iter().all(|id| !gone.contains(id)));
+    }
+}
