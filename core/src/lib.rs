@@ -18,7 +18,7 @@ pub mod codec;
 pub mod data;
 pub mod eval;
 pub mod optim;
-pub mod recommend;
 pub mod personalize;
+pub mod recommend;
 pub mod rng;
 pub mod router;
