@@ -100,7 +100,7 @@ Maps a query text to a distribution over the 12 attention mechanisms named in th
 ## Model\n\
 The router's FastGRNN classifier and hashed n-gram tokenizer, reused unchanged:\n\
 {buckets} hash buckets (char {min_n}-{max_n}-grams + whole words), embedding width {emb}, hidden {hidden},\n\
-dense W and U, 12-way softmax head. {n_params} parameters, file size {size} bytes (f32, router model\n\
+dense W and U, last-state pooling, 12-way softmax head. {n_params} parameters, file size {size} bytes (f32, router model\n\
 format `SRTR` v1 inside the checksummed envelope). Training: BPTT + Adam, {epochs} epochs, batch {batch},\n\
 lr {lr}, word dropout {wd}, typo augmentation {typo}.\n\n\
 ## Data\n\

@@ -18,7 +18,7 @@ use super::selector_data::{generate, label_counts, Example, SELECTOR_MECHANISMS}
 use super::{AttnError, AttnInput, Registry};
 use crate::rng::Rng;
 use crate::router::{
-    train_text, Classifier, InputKind, Model, ModelConfig, RouterError, SeqInput, Tokenizer,
+    train_text, Classifier, InputKind, Model, ModelConfig, Pool, RouterError, SeqInput, Tokenizer,
     TokenizerConfig, TrainConfig, TrainReport,
 };
 use thiserror::Error;
@@ -242,6 +242,7 @@ impl Default for SelectorTrainConfig {
                 n_classes: SELECTOR_MECHANISMS.len(),
                 w_rank: None,
                 u_rank: None,
+                pool: Pool::Last,
             },
             train: TrainConfig {
                 epochs: 10,

@@ -562,6 +562,7 @@ pub fn train(
 
 #[cfg(test)]
 mod tests {
+    use super::super::fastgrnn::Pool;
     use super::super::tokenizer::TokenizerConfig;
     use super::*;
 
@@ -578,6 +579,7 @@ mod tests {
             n_classes,
             w_rank: None,
             u_rank: None,
+            pool: Pool::Last,
         }
     }
 
@@ -698,6 +700,7 @@ mod tests {
             n_classes: 3,
             w_rank: Some(4),
             u_rank: None,
+            pool: Pool::Last,
         };
         let mut rng = Rng::new(4);
         let centers: Vec<Vec<f32>> = (0..3)

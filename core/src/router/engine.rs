@@ -168,6 +168,7 @@ impl Router {
 mod tests {
     use super::super::classifier::Classifier;
     use super::super::fastgrnn::ModelConfig;
+    use super::super::fastgrnn::Pool;
     use super::super::registry::SHIPPED_ROUTES_JSON;
     use super::super::tokenizer::TokenizerConfig;
     use super::*;
@@ -185,6 +186,7 @@ mod tests {
             n_classes: 6,
             w_rank: None,
             u_rank: None,
+            pool: Pool::Last,
         };
         let c = Classifier::init(cfg, labels, 1)?;
         let mut v: serde_json::Value = serde_json::from_str(SHIPPED_ROUTES_JSON).unwrap();

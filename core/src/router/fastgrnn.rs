@@ -122,6 +122,17 @@ pub struct ModelConfig {
     pub w_rank: Option<usize>,
     /// `Some(r)`: `U = U₁U₂ᵀ` with rank `r`; `None`: dense `U`.
     pub u_rank: Option<usize>,
+    /// Which hidden state(s) the softmax head reads.
+    pub pool: Pool,
+}
+
+/// The head's input: the final state `h_T` (the paper's classifier) or the mean
+/// of `h_1..h_T` (more robust to trailing filler words).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Pool {
+    #[default]
+    Last,
+    Mean,
 }
 
 impl ModelConfig {
@@ -432,6 +443,8 @@ pub struct Cache<T> {
     pub qw: Vec<T>,
     /// `steps × r_u` (`U₂ᵀ h_{t-1}`) when `U` is low-rank.
     pub qu: Vec<T>,
+    /// The head's input (`h_T` or the mean of `h_1..h_T`).
+    pub pooled: Vec<T>,
     pub probs: Vec<T>,
 }
 
@@ -553,10 +566,23 @@ pub fn forward<T: Real>(cfg: &ModelConfig, p: &Params<T>, cache: &mut Cache<T>) 
         }
     }
     let c = cfg.n_classes;
-    let hl = &cache.hs[steps * h..];
+    cache.pooled.clear();
+    match cfg.pool {
+        Pool::Last => cache.pooled.extend_from_slice(&cache.hs[steps * h..]),
+        Pool::Mean => {
+            cache.pooled.resize(h, T::zero());
+            for t in 1..=steps {
+                for (o, &v) in cache.pooled.iter_mut().zip(&cache.hs[t * h..(t + 1) * h]) {
+                    *o += v;
+                }
+            }
+            let inv = T::one() / T::from_f64(steps.max(1) as f64);
+            cache.pooled.iter_mut().for_each(|v| *v = *v * inv);
+        }
+    }
     cache.probs.clear();
     cache.probs.resize(c, T::zero());
-    matvec(&p.head_w, hl, c, h, &mut cache.probs);
+    matvec(&p.head_w, &cache.pooled, c, h, &mut cache.probs);
     for (o, b) in cache.probs.iter_mut().zip(&p.head_b) {
         *o += *b;
     }
@@ -612,13 +638,18 @@ pub fn backward<T: Real>(
             (cache.probs[k] - y) * scale
         })
         .collect();
-    let hl = &cache.hs[steps * h..];
-    outer_acc(&mut g.head_w, &dlogit, hl);
+    outer_acc(&mut g.head_w, &dlogit, &cache.pooled);
     for (gb, &dl) in g.head_b.iter_mut().zip(&dlogit) {
         *gb += dl;
     }
-    let mut dh = vec![T::zero(); h];
-    matvec_t_acc(&p.head_w, &dlogit, c, h, &mut dh);
+    let mut dpool = vec![T::zero(); h];
+    matvec_t_acc(&p.head_w, &dlogit, c, h, &mut dpool);
+    // Mean pooling feeds every h_t with dpool / T; last-state pooling only h_T.
+    if cfg.pool == Pool::Mean {
+        let inv = T::one() / T::from_f64(steps.max(1) as f64);
+        dpool.iter_mut().for_each(|v| *v = *v * inv);
+    }
+    let mut dh = dpool.clone();
 
     let zeta = sigmoid(p.zeta_hat[0]);
     let nu = sigmoid(p.nu_hat[0]);
@@ -692,6 +723,11 @@ pub fn backward<T: Real>(
                     }
                     *o += s;
                 }
+            }
+        }
+        if cfg.pool == Pool::Mean && t > 0 {
+            for (o, &v) in dh_prev.iter_mut().zip(&dpool) {
+                *o += v;
             }
         }
         core::mem::swap(&mut dh, &mut dh_prev);
@@ -799,6 +835,7 @@ mod tests {
             n_classes: 3,
             w_rank,
             u_rank,
+            pool: Pool::Last,
         }
     }
 
@@ -822,6 +859,11 @@ mod tests {
         };
         let tok = Tokenizer::new(tokenizer).tokenize("where can i watch it");
         grad_check(&cfg, SeqInput::Tokens(&tok), 1, 5);
+        let mean = ModelConfig {
+            pool: Pool::Mean,
+            ..text_cfg(None, Some(2))
+        };
+        grad_check(&mean, SeqInput::Tokens(&tok), 2, 6);
     }
 
     #[test]
@@ -836,6 +878,7 @@ mod tests {
             n_classes: 4,
             w_rank: None,
             u_rank: Some(2),
+            pool: Pool::Mean,
         };
         let mut rng = Rng::new(3);
         let f: Vec<f32> = (0..12).map(|_| rng.normal()).collect();
@@ -855,6 +898,7 @@ mod tests {
             n_classes: 2,
             w_rank: None,
             u_rank: None,
+            pool: Pool::Last,
         };
         let p = Params::<f64>::from_tensors([
             vec![],

@@ -5,7 +5,8 @@
 //! u8 precision (0 = f32, 1 = int8)      u8 input kind (0 = text, 1 = features)
 //! text:     u32 n_buckets, u8 min_n, u8 max_n, u16 max_words, u32 emb_dim
 //! features: u32 steps, u32 step_dim, f32 input_scale
-//! u32 hidden, u32 n_classes, u32 w_rank (0 = dense), u32 u_rank (0 = dense)
+//! u32 hidden, u32 n_classes, u32 w_rank (0 = dense), u32 u_rank (0 = dense),
+//! u8 pool (0 = last state, 1 = mean of states)
 //! n_classes × (u8 len, UTF-8 label)
 //! 13 tensors in TENSOR_NAMES order: u32 len, u8 dtype (0 = f32, 1 = i8),
 //!     f32 values | (f32 scale, i8 values)
@@ -17,7 +18,7 @@
 
 use super::classifier::Classifier;
 use super::error::RouterError;
-use super::fastgrnn::{InputKind, ModelConfig, Params, SeqInput, N_TENSORS, TENSOR_NAMES};
+use super::fastgrnn::{InputKind, ModelConfig, Params, Pool, SeqInput, N_TENSORS, TENSOR_NAMES};
 use super::quant::{QTensor, QuantClassifier};
 use super::tokenizer::{Tokenizer, TokenizerConfig};
 use crate::codec;
@@ -96,6 +97,10 @@ impl Model {
         ] {
             w.extend_from_slice(&(v as u32).to_le_bytes());
         }
+        w.push(match cfg.pool {
+            Pool::Last => 0,
+            Pool::Mean => 1,
+        });
         for l in self.labels() {
             let b = &l.as_bytes()[..l.len().min(255)];
             w.push(b.len() as u8);
@@ -170,7 +175,13 @@ impl Model {
         let rank = |v: u32| if v == 0 { None } else { Some(v as usize) };
         let w_rank = rank(r.u32("w_rank")?);
         let u_rank = rank(r.u32("u_rank")?);
+        let pool = match r.u8("pool")? {
+            0 => Pool::Last,
+            1 => Pool::Mean,
+            k => return Err(fmt(format!("unknown pool tag {k}"))),
+        };
         let cfg = ModelConfig {
+            pool,
             input,
             hidden,
             n_classes,
@@ -340,6 +351,7 @@ mod tests {
             n_classes: 3,
             w_rank: Some(2),
             u_rank: None,
+            pool: Pool::Mean,
         };
         let c = Classifier::init(cfg, vec!["a".into(), "bb".into(), "ccc".into()], 3).unwrap();
         if int8 {

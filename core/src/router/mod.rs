@@ -14,6 +14,7 @@ pub mod error;
 pub mod fastgrnn;
 pub mod format;
 pub mod quant;
+pub mod querygen;
 pub mod registry;
 pub mod route;
 pub mod select_model;
@@ -25,7 +26,7 @@ pub use classifier::{
 };
 pub use engine::{RouteDecision, Router};
 pub use error::RouterError;
-pub use fastgrnn::{InputKind, ModelConfig, SeqInput};
+pub use fastgrnn::{InputKind, ModelConfig, Pool, SeqInput};
 pub use format::Model;
 pub use quant::QuantClassifier;
 pub use registry::{RouteRegistry, RouteSpec};

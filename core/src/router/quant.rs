@@ -7,7 +7,7 @@
 
 use super::classifier::Classifier;
 use super::error::RouterError;
-use super::fastgrnn::{sigmoid, softmax_in_place, InputKind, ModelConfig, SeqInput};
+use super::fastgrnn::{sigmoid, softmax_in_place, InputKind, ModelConfig, Pool, SeqInput};
 use super::tokenizer::{Tokenizer, Tokens};
 
 /// A symmetric per-tensor int8 quantized tensor.
@@ -191,6 +191,7 @@ impl QuantClassifier {
         let mut b = vec![0.0f32; h];
         let mut q = vec![0.0f32; rmax];
         let mut hs = vec![0.0f32; h];
+        let mut pooled = vec![0.0f32; h];
         for t in 0..steps {
             // Step input → xf (f32), then quantized into xq with scale sx.
             let sx = match input {
@@ -263,9 +264,21 @@ impl QuantClassifier {
                 let ht = (pre + self.b_h[j]).tanh();
                 hs[j] = z * hs[j] + (zeta * (1.0 - z) + nu) * ht;
             }
+            if cfg.pool == Pool::Mean {
+                for (o, &v) in pooled.iter_mut().zip(&hs) {
+                    *o += v;
+                }
+            }
+        }
+        match cfg.pool {
+            Pool::Last => pooled.copy_from_slice(&hs),
+            Pool::Mean => {
+                let inv = 1.0 / steps as f32;
+                pooled.iter_mut().for_each(|v| *v *= inv);
+            }
         }
         let c = cfg.n_classes;
-        let sh = quantize_act(&hs, &mut xq[..h]);
+        let sh = quantize_act(&pooled, &mut xq[..h]);
         let mut logits = vec![0.0f32; c];
         qmatvec(
             &self.head_w.data,
@@ -336,6 +349,7 @@ mod tests {
                     n_classes: 4,
                     w_rank: wr,
                     u_rank: ur,
+                    pool: if wr.is_some() { Pool::Mean } else { Pool::Last },
                 };
                 let labels = (0..4).map(|i| i.to_string()).collect();
                 let c = Classifier::init(cfg, labels, 7).unwrap();
