@@ -6,15 +6,14 @@
 //!   bench prints the extra bytes each kernel allocates (counted by a wrapping global
 //!   allocator: peak live bytes above the inputs during one call) and the max difference.
 //! - `flash_vs_naive/materialized_vec/4096`: the same materialising algorithm with the
-//!   vectorized dot product, to separate "no score matrix + tiling" from "vectorized dot".
+//!   vectorized dot product (`dot_product::materialized_vectorized`), to separate "no score matrix + tiling" from "vectorized dot".
 //! - `scaling/linear/{1024..16384}` and `scaling/naive/{1024..4096}`: time vs length, d = 64.
 //! - `selector/select_top3`: one attention-selector call on a typical query.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use sona_core::attention::dot_product::DotProduct;
+use sona_core::attention::dot_product::{materialized_vectorized, DotProduct};
 use sona_core::attention::flash::Flash;
 use sona_core::attention::linear::LinearAttention;
-use sona_core::attention::math::sdpa_with_probs;
 use sona_core::attention::selector::AttentionSelector;
 use sona_core::attention::{Attention, AttnInput};
 use sona_core::rng::Rng;
@@ -80,11 +79,7 @@ fn flash_vs_naive(c: &mut Criterion) {
     // A stronger materialising baseline: same score matrix, but with the unrolled
     // (auto-vectorized) dot product from `attention::math`.
     g.bench_with_input(BenchmarkId::new("materialized_vec", n), &n, |bch, _| {
-        bch.iter(|| {
-            let mut p = vec![0.0f32; n * n];
-            sdpa_with_probs(black_box(&q), &k, &v, n, n, d, d, None, &mut p, &mut a);
-            p
-        })
+        bch.iter(|| materialized_vectorized(black_box(&inp), &mut a).unwrap())
     });
     g.bench_with_input(BenchmarkId::new("flash", n), &n, |bch, _| {
         bch.iter(|| Flash.forward(black_box(&inp), &mut b).unwrap())

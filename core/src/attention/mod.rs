@@ -25,7 +25,7 @@ pub mod hyperbolic;
 pub mod hyperbolic_attn;
 pub mod linear;
 pub mod local_global;
-pub mod math;
+pub(crate) mod math;
 pub mod moe;
 pub mod multi_head;
 pub mod neighborhood;
@@ -81,9 +81,12 @@ pub struct Csr<'a> {
 }
 
 impl<'a> Csr<'a> {
-    /// Neighbours of node `u` (validated graphs only).
+    /// Neighbours of node `u`; empty when `u` or its offsets are out of range.
     pub fn neighbours(&self, u: usize) -> &'a [u32] {
-        &self.targets[self.offsets[u] as usize..self.offsets[u + 1] as usize]
+        match (self.offsets.get(u), self.offsets.get(u + 1)) {
+            (Some(&a), Some(&b)) => self.targets.get(a as usize..b as usize).unwrap_or(&[]),
+            _ => &[],
+        }
     }
 }
 

@@ -106,8 +106,8 @@ impl AttentionSelector {
     }
 }
 
-/// Top three of a probability vector over [`SELECTOR_MECHANISMS`], renormalised.
-pub fn top3(p: &[f32]) -> [Selection; 3] {
+/// Top three of a probability vector over [`SELECTOR_MECHANISMS`] (length 12), renormalised.
+pub(crate) fn top3(p: &[f32]) -> [Selection; 3] {
     let mut idx: Vec<usize> = (0..p.len()).collect();
     idx.sort_by(|&a, &b| p[b].total_cmp(&p[a]).then(a.cmp(&b)));
     let z: f32 = idx[..3]
