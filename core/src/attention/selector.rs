@@ -4,7 +4,7 @@
 //! [`Classifier`] (here with 12 classes, one per mechanism of
 //! [`SELECTOR_MECHANISMS`]), its training entry point [`train_text`] and its model file
 //! format ([`Model`]). Multi-intent queries are trained with soft targets
-//! ([`target_distribution`]) realised as repeated rows ([`label_counts`]).
+//! ([`super::selector_data::target_distribution`]) realised as repeated rows ([`label_counts`]).
 //!
 //! [`AttentionSelector::select`] returns the three most probable mechanisms with their
 //! probabilities renormalised to sum to 1; [`apply_combined`] runs them through the
