@@ -9,6 +9,7 @@
 //! - [`attention`]: 14 attention mechanisms behind one batched interface, Poincaré-ball ops, and the attention selector.
 //! - [`router`]: tokenizer, FastGRNN, training, quantization, route registry, model selection.
 //! - [`bank`]: ReasoningBank — pattern memory of what worked (exact scan / own HNSW), learning loop, maintenance, persistence.
+//! - [`personalize`]: two-tier LoRA adapter, EWC++, interaction signals (on-device learning).
 //! - [`rng`], [`optim`], [`codec`]: deterministic randomness, Adam, checksummed envelopes.
 
 pub mod attention;
@@ -17,6 +18,7 @@ pub mod codec;
 pub mod data;
 pub mod eval;
 pub mod optim;
+pub mod personalize;
 pub mod recommend;
 pub mod rng;
 pub mod router;

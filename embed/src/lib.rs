@@ -19,6 +19,7 @@ pub mod safetensors;
 pub mod tokenizer;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Deserialize;
 
@@ -139,11 +140,12 @@ struct PoolingConfig {
     pooling_mode_mean_sqrt_len_tokens: bool,
 }
 
-/// A loaded sentence embedder (tokenizer + encoder). Immutable and `Sync`: share it freely.
+/// A loaded sentence embedder (tokenizer + encoder). Immutable and `Sync`: share it freely;
+/// cloning is cheap (the weights are shared).
 #[derive(Debug, Clone)]
 pub struct Embedder {
-    tokenizer: BertTokenizer,
-    model: Bert,
+    tokenizer: Arc<BertTokenizer>,
+    model: Arc<Bert>,
     threads: usize,
 }
 
@@ -221,8 +223,8 @@ impl Embedder {
             .map(|n| n.get())
             .unwrap_or(1);
         Ok(Embedder {
-            tokenizer,
-            model,
+            tokenizer: Arc::new(tokenizer),
+            model: Arc::new(model),
             threads,
         })
     }

@@ -68,7 +68,7 @@ impl Attention for Flash {
     }
 }
 
-fn flash_kernel(inp: &AttnInput, out: &mut [f32]) {
+pub(crate) fn flash_kernel(inp: &AttnInput, out: &mut [f32]) {
     let (n_q, n_k, d, d_v) = (inp.n_q, inp.n_k, inp.d, inp.d_v);
     let scale = 1.0 / (d as f32).sqrt();
     let mask = inp.extras.mask;

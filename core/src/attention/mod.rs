@@ -14,16 +14,25 @@
 
 #![allow(clippy::needless_range_loop, clippy::too_many_arguments)]
 
+pub mod cross;
 pub mod dot_product;
 pub mod dual_space;
 pub mod edge_featured;
 pub mod flash;
+pub mod graph_rope;
+pub mod hierarchical;
 pub mod hyperbolic;
 pub mod hyperbolic_attn;
 pub mod linear;
+pub mod local_global;
 pub mod math;
 pub mod moe;
 pub mod multi_head;
+pub mod neighborhood;
+pub mod registry;
+pub mod sparse;
+
+pub use registry::{build, MechanismInfo, Registry, RegistryConfig, MECHANISMS};
 
 use thiserror::Error;
 

@@ -147,7 +147,7 @@ impl ReasoningBank {
                     let already = out.reinforced.contains(&id);
                     let pos = out.positives.clone();
                     let r = self.record_mut(slot);
-                    let mut merged = std::mem::take(&mut r.results);
+                    let mut merged = std::mem::take(&mut r.results).into_vec();
                     merged.extend(pos);
                     r.results = clean_results(merged, cap);
                     if !already {

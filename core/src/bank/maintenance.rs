@@ -153,7 +153,7 @@ impl ReasoningBank {
                     acc.last_used = other.last_used;
                     acc.decay_steps = other.decay_steps;
                 }
-                let mut res = std::mem::take(&mut acc.results);
+                let mut res = std::mem::take(&mut acc.results).into_vec();
                 res.extend_from_slice(&other.results);
                 acc.results = super::clean_results(res, cap);
                 merged.push((id, other.id));
@@ -349,7 +349,7 @@ impl ReasoningBank {
         };
         let rec = PatternRecord {
             id: 0,
-            results,
+            results: results.into_boxed_slice(),
             user: None,
             segment,
             context,

@@ -273,7 +273,7 @@ pub struct NewPattern {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub(crate) struct PatternRecord {
     pub id: PatternId,
-    pub results: Vec<ResultId>,
+    pub results: Box<[ResultId]>,
     pub user: Option<u64>,
     pub segment: Option<u32>,
     pub context: PatternContext,
@@ -291,7 +291,7 @@ pub(crate) struct PatternRecord {
 impl PatternRecord {
     /// Heap bytes owned by this record.
     pub fn heap_bytes(&self) -> usize {
-        self.results.capacity() * core::mem::size_of::<ResultId>()
+        self.results.len() * core::mem::size_of::<ResultId>()
     }
 }
 

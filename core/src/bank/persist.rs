@@ -3,7 +3,8 @@
 //!
 //! Payload, little-endian:
 //! `u32` length of the metadata · metadata (MessagePack, named fields: config,
-//! next id, counters, one optional record per slot — no embeddings) · `u64`
+//! next id, counters) · `u64` length of the records · records (MessagePack,
+//! positional: slot ids, one optional record per slot — no embeddings) · `u64`
 //! slot count · embeddings as raw `f32` (slot-major, `dim` per slot, tombstones
 //! included because the graph walks through them) · `u8` graph flag · graph
 //! links (see `Hnsw::write`). The embeddings are 4 bytes per value, not a
@@ -19,7 +20,6 @@ use super::hnsw::{dot, Hnsw, Reader};
 use super::pattern::PatternRecord;
 use super::{BankConfig, BankCounters, BankError, PatternId, ReasoningBank};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 
 /// Envelope magic.
 pub const BANK_MAGIC: [u8; 4] = *b"SRBK";
@@ -31,7 +31,6 @@ struct Meta {
     config: BankConfig,
     next_id: PatternId,
     counters: BankCounters,
-    slots: Vec<Option<PatternRecord>>,
 }
 
 #[derive(Serialize)]
@@ -39,8 +38,11 @@ struct MetaRef<'a> {
     config: &'a BankConfig,
     next_id: PatternId,
     counters: &'a BankCounters,
-    slots: &'a [Option<PatternRecord>],
 }
+
+/// Slot ids and records, encoded positionally (MessagePack arrays without
+/// field names: ~40 bytes per record plus 8 per result at most).
+type Records = (Vec<PatternId>, Vec<Option<PatternRecord>>);
 
 impl ReasoningBank {
     /// Serialize the whole bank (patterns, embeddings, graph, counters, config).
@@ -49,12 +51,15 @@ impl ReasoningBank {
             config: &self.config,
             next_id: self.next_id,
             counters: &self.counters,
-            slots: &self.slots,
         })
         .expect("MessagePack encoding of an in-memory value cannot fail");
-        let mut p = Vec::with_capacity(meta.len() + self.vectors.len() * 4 + 64);
+        let records = rmp_serde::to_vec(&(&self.slot_ids, &self.slots))
+            .expect("MessagePack encoding of an in-memory value cannot fail");
+        let mut p = Vec::with_capacity(meta.len() + records.len() + self.vectors.len() * 4 + 64);
         p.extend_from_slice(&(meta.len() as u32).to_le_bytes());
         p.extend_from_slice(&meta);
+        p.extend_from_slice(&(records.len() as u64).to_le_bytes());
+        p.extend_from_slice(&records);
         p.extend_from_slice(&(self.slots.len() as u64).to_le_bytes());
         for &x in &self.vectors {
             p.extend_from_slice(&x.to_le_bytes());
@@ -79,13 +84,13 @@ impl ReasoningBank {
         let meta: Meta = rmp_serde::from_slice(r.bytes(meta_len).map_err(corrupt)?)
             .map_err(|e| BankError::Corrupt(format!("metadata: {e}")))?;
         meta.config.validate()?;
+        let rec_len = r.u64().map_err(corrupt)? as usize;
+        let (slot_ids, slots): Records = rmp_serde::from_slice(r.bytes(rec_len).map_err(corrupt)?)
+            .map_err(|e| BankError::Corrupt(format!("records: {e}")))?;
         let dim = meta.config.dim;
         let n = r.u64().map_err(corrupt)? as usize;
-        if n != meta.slots.len() {
-            return Err(corrupt(format!(
-                "{n} embeddings for {} slots",
-                meta.slots.len()
-            )));
+        if n != slots.len() {
+            return Err(corrupt(format!("{n} embeddings for {} slots", slots.len())));
         }
         let vectors = r
             .f32s(
@@ -101,15 +106,22 @@ impl ReasoningBank {
                 )));
             }
         }
-        let mut by_id = HashMap::with_capacity(n);
+        if slot_ids.len() != n
+            || slot_ids.windows(2).any(|w| w[0] >= w[1])
+            || slot_ids.last().is_some_and(|&l| l >= meta.next_id)
+        {
+            return Err(corrupt(
+                "slot ids are not strictly increasing below the next id".into(),
+            ));
+        }
         let mut live = 0;
-        for (i, rec) in meta.slots.iter().enumerate() {
+        for (i, rec) in slots.iter().enumerate() {
             let Some(rec) = rec else { continue };
             live += 1;
-            if rec.id >= meta.next_id || by_id.insert(rec.id, i as u32).is_some() {
+            if rec.id != slot_ids[i] {
                 return Err(corrupt(format!(
-                    "pattern id {} is duplicated or past next id",
-                    rec.id
+                    "pattern id {} stored in the slot of id {}",
+                    rec.id, slot_ids[i]
                 )));
             }
             if !(rec.confidence.is_finite() && (0.0..=1.0).contains(&rec.confidence)) {
@@ -135,8 +147,8 @@ impl ReasoningBank {
         let mut bank = ReasoningBank {
             config: meta.config,
             vectors,
-            slots: meta.slots,
-            by_id,
+            slots,
+            slot_ids,
             graph,
             next_id: meta.next_id,
             live,

@@ -10,10 +10,12 @@
 //! new user starts from `p_u = 0` (ranking by the learned item bias) and moves
 //! towards their items.
 
-use super::{top_k, History, OnlineRecommender, RecommendError};
+use super::{best_history_item, top_k, History, OnlineRecommender, Reason, RecommendError};
 use crate::data::{Dataset, Interaction};
 use crate::rng::Rng;
 
+/// Defaults were chosen on a validation split (per-user 75/25 of the static
+/// protocol's training side, ML-100K, seed 42 ^ 0x5A), never on test data.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct BprConfig {
     pub factors: usize,
@@ -33,10 +35,10 @@ pub struct BprConfig {
 impl Default for BprConfig {
     fn default() -> Self {
         BprConfig {
-            factors: 64,
-            epochs: 40,
+            factors: 128,
+            epochs: 60,
             lr: 0.05,
-            reg: 0.005,
+            reg: 0.02,
             reg_bias: 0.001,
             init_std: 0.1,
             online_steps: 50,
@@ -279,6 +281,18 @@ impl OnlineRecommender for Bpr {
             }
         }
         Ok(())
+    }
+
+    fn explain(&self, user: u32, item: u32, _now: i64) -> Option<Reason> {
+        if item as usize >= self.n_items {
+            return None;
+        }
+        let d = self.cfg.factors;
+        let qj = &self.q[item as usize * d..(item as usize + 1) * d];
+        best_history_item(&self.hist, user, |i| {
+            let qi = &self.q[i as usize * d..(i as usize + 1) * d];
+            qi.iter().zip(qj).map(|(a, b)| a * b).sum()
+        })
     }
 }
 

@@ -5,7 +5,7 @@
 //! `x_u · B`. Online updates add the new item to `x_u`, so scores change at once.
 
 use super::linalg::spd_inverse;
-use super::{top_k, History, OnlineRecommender, RecommendError};
+use super::{best_history_item, top_k, History, OnlineRecommender, Reason, RecommendError};
 use crate::data::{Dataset, Interaction};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -120,6 +120,13 @@ impl OnlineRecommender for Ease {
         self.hist.push(x);
         Ok(())
     }
+
+    fn explain(&self, user: u32, item: u32, _now: i64) -> Option<Reason> {
+        if item as usize >= self.n_items {
+            return None;
+        }
+        best_history_item(&self.hist, user, |i| self.weight(i, item))
+    }
 }
 
 #[cfg(test)]
@@ -184,6 +191,11 @@ mod tests {
         .unwrap();
         let rec = m.recommend(new, 4, &[false, false, false, false, false, false, true], 0);
         assert!(rec.iter().all(|&i| i >= 5), "{rec:?}");
+        assert_eq!(
+            m.explain(new, rec[0], 0),
+            Some(Reason::BecauseYouWatched(6))
+        );
+        assert_eq!(m.explain(new, 1, 0), None);
         assert!(m
             .observe(&Interaction {
                 user: 0,

@@ -5,7 +5,7 @@
 //! items; a user's score for `j` is `Σ_{i ∈ history(u)} sim_k(i, j)`.
 //! Online updates extend the user's history.
 
-use super::{top_k, History, OnlineRecommender, RecommendError};
+use super::{best_history_item, top_k, History, OnlineRecommender, Reason, RecommendError};
 use crate::data::{Dataset, Interaction};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -127,6 +127,15 @@ impl OnlineRecommender for ItemKnn {
         self.hist.push(x);
         Ok(())
     }
+
+    fn explain(&self, user: u32, item: u32, _now: i64) -> Option<Reason> {
+        best_history_item(&self.hist, user, |i| {
+            self.neighbours(i)
+                .iter()
+                .find(|e| e.0 == item)
+                .map_or(0.0, |e| e.1)
+        })
+    }
 }
 
 #[cfg(test)]
@@ -188,6 +197,8 @@ mod tests {
         .unwrap();
         let rec = m.recommend(25, 3, &[false, true], 0);
         assert!(rec.iter().all(|&i| i < 5), "{rec:?}");
+        assert_eq!(m.explain(25, rec[0], 0), Some(Reason::BecauseYouWatched(1)));
+        assert_eq!(m.explain(25, 7, 0), None);
         assert!(ItemKnn::train(
             &ds,
             &ItemKnnConfig {

@@ -6,10 +6,18 @@
 //! - [`item_knn`]: cosine item–item neighbours on the binary matrix, with shrinkage.
 //! - [`ease`]: EASE (Steck 2019), closed-form item–item regression.
 //! - [`bpr`]: matrix factorisation trained with BPR (SGD), online user fold-in.
+//! - [`content`]: genre / tag / title / year vectors, user profile = weighted mean.
+//! - [`graph`]: GraphSAGE-style mean aggregation over the user–item–genre graph, BPR.
+//! - [`context`]: time-of-day / day-of-week item priors.
+//! - [`fusion`]: weighted reciprocal rank fusion with explanations.
 //! - [`linalg`]: dense SPD inverse (Cholesky) used by EASE.
 
 pub mod bpr;
+pub mod content;
+pub mod context;
 pub mod ease;
+pub mod fusion;
+pub mod graph;
 pub mod item_knn;
 pub mod linalg;
 pub mod popularity;
@@ -45,6 +53,36 @@ pub trait OnlineRecommender {
     /// Learns from one new interaction. Rejects out-of-range items and leaves the
     /// model unchanged then.
     fn observe(&mut self, interaction: &Interaction) -> Result<(), RecommendError>;
+    /// Why `item` would be recommended to `user`, when the model can say.
+    fn explain(&self, _user: u32, _item: u32, _now: i64) -> Option<Reason> {
+        None
+    }
+}
+
+/// A model's reason for a recommendation.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Reason {
+    /// "Because you watched <item>": the history item that contributes most.
+    BecauseYouWatched(u32),
+    /// Any other reason, as text.
+    Text(String),
+}
+
+/// The history item of `user` that maximises `contribution(history_item)`, if any
+/// contributes a positive amount.
+pub(crate) fn best_history_item(
+    hist: &History,
+    user: u32,
+    mut contribution: impl FnMut(u32) -> f32,
+) -> Option<Reason> {
+    let mut best: Option<(f32, u32)> = None;
+    for i in hist.items(user) {
+        let c = contribution(i);
+        if c > 0.0 && best.is_none_or(|(b, bi)| c > b || (c == b && i < bi)) {
+            best = Some((c, i));
+        }
+    }
+    best.map(|(_, i)| Reason::BecauseYouWatched(i))
 }
 
 /// Per-user interaction lists (item, rating, timestamp), in input order.

@@ -1,7 +1,7 @@
 //! Most-popular baseline: items ranked by how many training interactions they have.
 //! Online updates add the new interaction to the global counts.
 
-use super::{top_k, History, OnlineRecommender, RecommendError};
+use super::{top_k, History, OnlineRecommender, Reason, RecommendError};
 use crate::data::{Dataset, Interaction};
 
 #[derive(Clone, Debug)]
@@ -50,6 +50,11 @@ impl OnlineRecommender for Popularity {
             })?;
         *c += 1.0;
         Ok(())
+    }
+
+    fn explain(&self, _user: u32, item: u32, _now: i64) -> Option<Reason> {
+        let c = *self.counts.get(item as usize)?;
+        Some(Reason::Text(format!("Popular: {c:.0} viewers")))
     }
 }
 

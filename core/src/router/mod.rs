@@ -14,6 +14,7 @@ pub mod error;
 pub mod fastgrnn;
 pub mod format;
 pub mod quant;
+pub mod querygen;
 pub mod registry;
 pub mod route;
 pub mod select_model;
