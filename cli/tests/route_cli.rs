@@ -126,3 +126,92 @@ fn select_model_prints_json_and_rejects_bad_input() {
         assert!(!out.stderr.is_empty());
     }
 }
+
+#[test]
+fn train_router_end_to_end_on_a_tiny_catalog() {
+    let dir = std::env::temp_dir().join(format!("sona-train-test-{}", std::process::id()));
+    let data = dir.join("ml");
+    std::fs::create_dir_all(&data).unwrap();
+    let titles = [
+        "Toy Story (1995)",
+        "GoldenEye (1995)",
+        "Heat (1995)",
+        "Fargo (1996)",
+        "Casablanca (1942)",
+        "Alien (1979)",
+        "Babe (1995)",
+        "Clerks (1994)",
+        "Twister (1996)",
+        "Jumanji (1995)",
+        "Braveheart (1995)",
+        "Sabrina (1995)",
+    ];
+    let mut item = String::new();
+    let mut udata = String::new();
+    for (i, t) in titles.iter().enumerate() {
+        let flags: Vec<&str> = (0..19)
+            .map(|g| if g == 1 + i % 18 { "1" } else { "0" })
+            .collect();
+        item.push_str(&format!(
+            "{}|{t}|01-Jan-1995||http://x|{}\n",
+            i + 1,
+            flags.join("|")
+        ));
+        udata.push_str(&format!("1\t{}\t4\t88125{i:04}\n", i + 1));
+    }
+    std::fs::write(data.join("u.item"), item).unwrap();
+    std::fs::write(data.join("u.data"), udata).unwrap();
+    let hand = dir.join("hand.tsv");
+    std::fs::write(
+        &hand,
+        "movies like heat\tgnn_similarity\nwhere can i stream fargo\tavailability_check\n",
+    )
+    .unwrap();
+    let out_model = dir.join("r.bin");
+    let out = sona()
+        .args([
+            "train-router",
+            "--data",
+            data.to_str().unwrap(),
+            "--per-route",
+            "60",
+            "--epochs",
+            "2",
+            "--buckets",
+            "256",
+            "--out",
+            out_model.to_str().unwrap(),
+            "--handwritten",
+            hand.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for split in ["train:", "val:", "test:", "handwritten:", "int8"] {
+        assert!(stdout.contains(split), "{stdout}");
+    }
+    let out = sona()
+        .args([
+            "route",
+            "--model",
+            out_model.to_str().unwrap(),
+            "--text",
+            "movies like heat",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["route"].is_string());
+    // Missing data directory: a clear error, not a panic.
+    let out = sona()
+        .args(["train-router", "--data", dir.join("nope").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+}
