@@ -52,6 +52,14 @@ pub struct TrainArgs {
     emb_dim: usize,
     #[arg(long, default_value_t = 3000)]
     buckets: u32,
+    /// Smallest / largest character n-gram of the tokenizer.
+    #[arg(long, default_value_t = 3)]
+    min_n: u8,
+    #[arg(long, default_value_t = 5)]
+    max_n: u8,
+    /// Seed for initialisation and augmentation (default: --seed).
+    #[arg(long)]
+    init_seed: Option<u64>,
     /// Low rank of W (default: dense).
     #[arg(long)]
     w_rank: Option<usize>,
@@ -332,8 +340,8 @@ fn train_text_router(
         input: InputKind::Text {
             tokenizer: TokenizerConfig {
                 n_buckets: a.buckets,
-                min_n: 3,
-                max_n: 5,
+                min_n: a.min_n,
+                max_n: a.max_n,
                 max_words: 32,
             },
             emb_dim: a.emb_dim,
@@ -352,7 +360,7 @@ fn train_text_router(
         TrainInputs::Texts(&texts),
         &labels,
         &tcfg,
-        a.seed,
+        a.init_seed.unwrap_or(a.seed),
         &mut |s| {
             eprintln!(
                 "epoch {:>2} [{}] loss {:.4} train-acc(augmented) {:.2}%",
@@ -403,8 +411,11 @@ fn train_text_router(
         ));
     }
     let meta = format!(
-        "sona train-router --data <ml-100k> --seed {} --per-route {} --epochs {} --hidden {} --emb-dim {} --buckets {} --keep {} --lr {} --batch {} --word-dropout {} --typo {} --noise {} --ema {}{}{}{}\n{}\ndensity W {:.3} U {:.3}",
+        "sona train-router --data <ml-100k> --seed {}{} --min-n {} --max-n {} --per-route {} --epochs {} --hidden {} --emb-dim {} --buckets {} --keep {} --lr {} --batch {} --word-dropout {} --typo {} --noise {} --ema {}{}{}{}\n{}\ndensity W {:.3} U {:.3}",
         a.seed,
+        a.init_seed.map(|s| format!(" --init-seed {s}")).unwrap_or_default(),
+        a.min_n,
+        a.max_n,
         a.per_route,
         a.epochs,
         a.hidden,
