@@ -5,7 +5,7 @@
 //! - `adapt_embedding/{identity,dense}`: W' q for one embedding (both tiers), no allocation.
 //! - `adaptation/steps_{1,20}`: one interaction that triggers an adaptation on
 //!   a buffer of 6 interactions (3 completes, 3 skips, 4 pool negatives each:
-//!   27 pairs): building pairs + N Adam steps (BPR + EWC++) + the Fisher update.
+//!   3·(3+4) + 3·4 = 33 pairs): building pairs + N Adam steps (BPR + EWC++) + the Fisher update.
 //!   One learning step ≈ (steps_20 − steps_1) / 19.
 //! - `load/{f32,f16}` and `save/f32`: adapter bytes ↔ adapter.
 
@@ -71,8 +71,9 @@ fn viewer(cfg: &PersonalizeConfig, base: BaseProjection, pending: usize) -> (Ada
             t += 60;
         }
     };
-    feed(&mut ad, 6, &mut rng);
+    feed(&mut ad, 5, &mut rng);
     assert_eq!(ad.stats().adaptations, 1);
+    assert_eq!(ad.stats().buffered, 0);
     feed(&mut ad, pending, &mut rng);
     (ad, pool)
 }

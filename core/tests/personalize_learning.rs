@@ -226,7 +226,7 @@ fn learning_case(base: BaseProjection, label: &str) {
     let (a, b) = ad.factors();
     let a0 = fresh(&cfg, BaseProjection::identity(cfg.d), "viewer-1");
     let (a_init, _) = a0.factors();
-    let da: f32 = a.iter().zip(a_init).map(|(x, y)| (x - y).abs()).sum();
+    let da: f32 = a.iter().zip(&a_init).map(|(x, y)| (x - y).abs()).sum();
     let nb: f32 = b.iter().map(|x| x.abs()).sum();
     assert!(da > 1e-2 && nb > 1e-2, "A moved {da}, B moved {nb}");
 }

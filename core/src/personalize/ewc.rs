@@ -16,6 +16,7 @@ use super::lora::dot;
 use super::FisherScale;
 
 #[derive(Clone, Debug, PartialEq)]
+/// `fisher_b` / `anchor_b` use the per-viewer Bᵀ layout (r × d), like the factor itself.
 pub(crate) struct EwcState {
     pub fisher_a: Vec<f32>,
     pub fisher_b: Vec<f32>,

@@ -21,7 +21,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::adapter::{check_shared, initial_a, Adapter, Pending, UserState, MAX_CONTENT_ID};
 use super::ewc::{from_marginals, marginals, EwcState, LogQuant};
-use super::lora::{BaseProjection, GlobalAdapter};
+use super::lora::{transpose, BaseProjection, GlobalAdapter};
 use super::signals::InteractionKind;
 use super::{
     check_finite, check_len, Dtype, EwcAnchor, FisherStorage, PersonalizeConfig, PersonalizeError,
@@ -154,7 +154,7 @@ fn encode_payload<T: Serialize>(value: &T) -> Vec<u8> {
 
 #[derive(Serialize, Deserialize)]
 enum StoredFisher {
-    /// Row / column sums of F_A (r × d) and F_B (d × r), 8-bit log-quantized.
+    /// Row / column sums of F_A (r × d) and F_Bᵀ (r × d), 8-bit log-quantized.
     Separable {
         a_rows: LogQuant,
         a_cols: LogQuant,
@@ -208,7 +208,7 @@ impl Adapter {
         let fisher = match self.cfg.fisher_storage {
             FisherStorage::Separable => {
                 let (ar, ac) = marginals(&st.ewc.fisher_a, r, d);
-                let (br, bc) = marginals(&st.ewc.fisher_b, d, r);
+                let (br, bc) = marginals(&st.ewc.fisher_b, r, d);
                 StoredFisher::Separable {
                     a_rows: LogQuant::encode(&ar),
                     a_cols: LogQuant::encode(&ac),
@@ -306,11 +306,11 @@ impl Adapter {
         let dt = Dtype::from_code(s.dtype)
             .ok_or_else(|| corrupt(W, format!("unknown dtype code {}", s.dtype)))?;
         let a = decode_tensor(&s.a, dt, r * d, "stored adapter A")?;
-        let b = decode_tensor(&s.b, dt, d * r, "stored adapter B")?;
+        let b = decode_tensor(&s.b, dt, r * d, "stored adapter Bᵀ")?;
         let (fisher_a, fisher_b) = match &s.fisher {
             StoredFisher::Full { a, b } => (
                 decode_tensor(a, dt, r * d, "stored Fisher A")?,
-                decode_tensor(b, dt, d * r, "stored Fisher B")?,
+                decode_tensor(b, dt, r * d, "stored Fisher Bᵀ")?,
             ),
             StoredFisher::Separable {
                 a_rows,
@@ -331,8 +331,8 @@ impl Adapter {
                         &dq(a_cols, d, "stored Fisher A cols")?,
                     ),
                     from_marginals(
-                        &dq(b_rows, d, "stored Fisher B rows")?,
-                        &dq(b_cols, r, "stored Fisher B cols")?,
+                        &dq(b_rows, r, "stored Fisher Bᵀ rows")?,
+                        &dq(b_cols, d, "stored Fisher Bᵀ cols")?,
                     ),
                 )
             }
@@ -423,9 +423,9 @@ impl Adapter {
             alpha: self.cfg.alpha,
             scale: self.cfg.scale(),
             a: self.st.a.clone(),
-            b: self.st.b.clone(),
+            b: transpose(&self.st.b, self.cfg.rank, self.cfg.d),
             fisher_a: fa,
-            fisher_b: fb,
+            fisher_b: transpose(&fb, self.cfg.rank, self.cfg.d),
             sample_count: self.st.trained_samples,
         }
     }
@@ -452,7 +452,7 @@ impl GlobalAdapter {
             rank: self.rank as u32,
             alpha: self.alpha,
             a: self.a.clone(),
-            b: self.b.clone(),
+            b: self.b(),
         };
         seal(GLOBAL_MAGIC, GLOBAL_FORMAT_VERSION, &encode_payload(&s))
     }
