@@ -221,18 +221,15 @@ impl LogQuant {
     }
 
     pub fn decode(&self) -> Vec<f32> {
-        let span = self.hi - self.lo;
-        self.codes
-            .0
-            .iter()
-            .map(|&c| {
-                if c == 0 {
-                    0.0
-                } else {
-                    (self.lo + (c - 1) as f32 / 254.0 * span).exp()
-                }
-            })
-            .collect()
+        // Code → value table: one exp for the step, then products (no exp per value).
+        let step = ((self.hi - self.lo) as f64 / 254.0).exp();
+        let mut table = [0f32; 256];
+        let mut v = (self.lo as f64).exp();
+        for t in table.iter_mut().skip(1) {
+            *t = v as f32;
+            v *= step;
+        }
+        self.codes.0.iter().map(|&c| table[c as usize]).collect()
     }
 }
 

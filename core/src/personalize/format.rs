@@ -100,15 +100,37 @@ pub mod f32_le {
     }
 }
 
+/// Largest finite f16.
+const F16_MAX: f32 = 65504.0;
+
+/// Encode in `dtype`. f16 saturates at ±65504 so that a finite tensor always
+/// reloads as finite (round-to-nearest otherwise).
 pub(crate) fn encode_tensor(v: &[f32], dtype: Dtype) -> Blob {
     let mut b = Vec::with_capacity(v.len() * dtype.size());
     match dtype {
         Dtype::F32 => v.iter().for_each(|x| b.extend_from_slice(&x.to_le_bytes())),
-        Dtype::F16 => v
-            .iter()
-            .for_each(|x| b.extend_from_slice(&f16::from_f32(*x).to_le_bytes())),
+        Dtype::F16 => v.iter().for_each(|x| {
+            b.extend_from_slice(&f16::from_f32(x.clamp(-F16_MAX, F16_MAX)).to_le_bytes())
+        }),
     }
     Blob(b)
+}
+
+/// f16 bits → f32, exact for every finite, infinite and NaN input, without
+/// branches on the common path: shift exponent and mantissa into f32
+/// position and rescale by 2^112 (which also renormalizes subnormals).
+#[inline]
+pub(crate) fn f16_bits_to_f32(h: u16) -> f32 {
+    let h = h as u32;
+    let sign = (h & 0x8000) << 16;
+    let em = h & 0x7fff;
+    let v = if em >= 0x7c00 {
+        // Inf / NaN: all-ones exponent.
+        f32::from_bits(0x7f80_0000 | ((em & 0x03ff) << 13))
+    } else {
+        f32::from_bits(em << 13) * f32::from_bits(0x7780_0000) // 2^112
+    };
+    f32::from_bits(v.to_bits() | sign)
 }
 
 pub(crate) fn decode_tensor(
@@ -127,7 +149,7 @@ pub(crate) fn decode_tensor(
         Dtype::F16 => blob
             .0
             .chunks_exact(2)
-            .map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32())
+            .map(|c| f16_bits_to_f32(u16::from_le_bytes([c[0], c[1]])))
             .collect(),
     };
     check_finite(what, &v)?;

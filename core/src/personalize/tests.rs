@@ -744,3 +744,24 @@ fn adapt_pending_flushes_regardless_of_thresholds() {
     assert_eq!(out.decision, Decision::NoTrainingPairs);
     assert_eq!(ad.stats().adaptations, 1);
 }
+
+#[test]
+fn f16_decoding_matches_the_half_crate_for_every_bit_pattern() {
+    for bits in 0..=u16::MAX {
+        let ours = format::f16_bits_to_f32(bits);
+        let theirs = half::f16::from_bits(bits).to_f32();
+        if theirs.is_nan() {
+            assert!(ours.is_nan(), "{bits:#06x}");
+        } else {
+            assert_eq!(
+                ours.to_bits(),
+                theirs.to_bits(),
+                "{bits:#06x}: {ours} vs {theirs}"
+            );
+        }
+    }
+    // Saturating encode: out-of-range values stay finite.
+    let b = format::encode_tensor(&[1e6, -1e6, 1.5], Dtype::F16);
+    let v = format::decode_tensor(&b, Dtype::F16, 3, "t").unwrap();
+    assert_eq!(v, vec![65504.0, -65504.0, 1.5]);
+}
