@@ -584,7 +584,10 @@ impl Adapter {
         let k = self.st.ewc.multiplier(lambda, gamma, self.cfg.fisher_scale);
         let adam = AdamConfig {
             lr,
-            ..Default::default()
+            beta1: self.cfg.adam_beta1,
+            beta2: self.cfg.adam_beta2,
+            eps: self.cfg.adam_eps,
+            weight_decay: 0.0,
         };
         let st = &mut self.st;
         let (mut opt_a, mut opt_b) = (Adam::new(r * d), Adam::new(d * r));

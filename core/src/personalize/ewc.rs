@@ -3,7 +3,7 @@
 //!
 //! - Online Fisher: after each adaptation `F ← γ F + (1 − γ) F_new`, where
 //!   `F_new` is the Fisher of that adaptation's pairs
-//!   ([`super::lora::pair_fisher`]). The penalty uses the bias-corrected
+//!   (`lora::pair_fisher`). The penalty uses the bias-corrected
 //!   `F̂ = F / (1 − γ^t)` (t = number of Fisher updates; F̂ = 0 before the
 //!   first), so the first adaptation is not under-weighted by (1 − γ).
 //! - Penalty `λ/2 · Σ F̃ᵢ (θᵢ − θ*ᵢ)²`, gradient `λ F̃ ⊙ (θ − θ*)`, added to the
