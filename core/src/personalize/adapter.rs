@@ -43,6 +43,9 @@ pub enum Decision {
     /// Thresholds met but no training pair could be formed (e.g. only
     /// positives and an empty negative pool); interactions stay buffered.
     NoTrainingPairs,
+    /// The learning steps produced non-finite values; the adapter was rolled
+    /// back to its previous factors and the interactions stay buffered.
+    Diverged,
 }
 
 /// What [`Adapter::update_from_interaction`] did.
@@ -265,7 +268,9 @@ impl Adapter {
     }
 
     /// `out = W' q`; returns the adaptation magnitude (see [`adapt_embeddings`]).
-    /// Allocation-free; about `4·r·d` multiply-adds plus `W q`.
+    /// Allocation-free; about `4·r·d` multiply-adds plus `W q`. Errors on
+    /// wrong dimensions, non-finite input, or an f32 overflow of the result
+    /// (`out` is then unspecified; the adapter is never changed).
     pub fn adapt_into(&self, q: &[f32], out: &mut [f32]) -> Result<f32, PersonalizeError> {
         let d = self.cfg.d;
         let r = self.cfg.rank;
@@ -289,7 +294,8 @@ impl Adapter {
                 axpy(1.0, q, out);
                 dot(q, q)
             }
-            BaseProjection::Dense { w, .. } => {
+            BaseProjection::Dense(m) => {
+                let w = m.values();
                 let mut s = 0f32;
                 for (i, o) in out.iter_mut().enumerate() {
                     let wq = dot(&w[i * d..(i + 1) * d], q);
@@ -299,6 +305,11 @@ impl Adapter {
                 s
             }
         };
+        if !(delta_sq.is_finite() && base_sq.is_finite()) || out.iter().any(|x| !x.is_finite()) {
+            return Err(PersonalizeError::Overflow {
+                what: "adapted embedding",
+            });
+        }
         Ok(if delta_sq == 0.0 {
             0.0
         } else {
@@ -332,7 +343,7 @@ impl Adapter {
             let elapsed = now.saturating_sub(t);
             if elapsed < self.cfg.min_interval_secs {
                 return Decision::WaitingForTime {
-                    remaining_secs: self.cfg.min_interval_secs - elapsed,
+                    remaining_secs: self.cfg.min_interval_secs.saturating_sub(elapsed),
                 };
             }
         }
@@ -376,7 +387,7 @@ impl Adapter {
                 d,
             });
         }
-        super::check_finite("negative pool", negative_pool)?;
+        super::check_embedding_values("negative pool", negative_pool)?;
 
         // ---- validated: from here on nothing fails ----
         let strength = interaction.strength(&self.cfg);
@@ -433,7 +444,7 @@ impl Adapter {
                 d,
             });
         }
-        super::check_finite("negative pool", negative_pool)?;
+        super::check_embedding_values("negative pool", negative_pool)?;
         let mut out = UpdateOutcome {
             adapted: false,
             decision: Decision::Adapted,
@@ -462,14 +473,32 @@ impl Adapter {
             return;
         }
         let lr = self.cfg.lr_at(self.st.interaction_count);
+        let saved = (self.st.a.clone(), self.st.b.clone(), self.st.ewc.clone());
         let (before, after, penalty) = self.learn(&set, lr);
+        let st = &self.st;
+        if !(after.is_finite()
+            && penalty.is_finite()
+            && st.a.iter().chain(&st.b).all(|x| x.is_finite())
+            && st
+                .ewc
+                .fisher_a
+                .iter()
+                .chain(&st.ewc.fisher_b)
+                .all(|x| x.is_finite()))
+        {
+            // Defensive: inputs are range-checked, so this should not happen;
+            // if it does, keep the last good factors and the buffer.
+            (self.st.a, self.st.b, self.st.ewc) = saved;
+            out.decision = Decision::Diverged;
+            return;
+        }
         let st = &mut self.st;
         st.trained_samples = st.trained_samples.saturating_add(st.pending.len() as u64);
         st.pending.clear();
         st.pending_count = 0;
         st.pending_signal = 0.0;
         st.last_adaptation = Some(now);
-        st.adaptations += 1;
+        st.adaptations = st.adaptations.saturating_add(1);
         st.last_loss = Some(after as f32);
         out.adapted = true;
         out.decision = Decision::Adapted;

@@ -329,6 +329,11 @@ impl Adapter {
             .ok_or_else(|| corrupt(W, format!("unknown dtype code {}", s.dtype)))?;
         let a = decode_tensor(&s.a, dt, r * d, "stored adapter A")?;
         let b = decode_tensor(&s.b, dt, r * d, "stored adapter Bᵀ")?;
+        // Learning moves each entry by at most lr per step; anything beyond the
+        // f16 range is corruption, not a trained adapter.
+        if a.iter().chain(&b).any(|x| x.abs() > F16_MAX) {
+            return Err(corrupt(W, "factor entry beyond ±65504"));
+        }
         let (fisher_a, fisher_b) = match &s.fisher {
             StoredFisher::Full { a, b } => (
                 decode_tensor(a, dt, r * d, "stored Fisher A")?,
@@ -342,7 +347,12 @@ impl Adapter {
             } => {
                 let dq = |q: &LogQuant, n: usize, what: &'static str| {
                     check_len(what, n, q.codes.0.len())?;
-                    if !(q.lo.is_finite() && q.hi.is_finite() && q.hi >= q.lo && q.hi < 80.0) {
+                    if !(q.lo.is_finite()
+                        && q.hi.is_finite()
+                        && q.hi >= q.lo
+                        && q.hi < 80.0
+                        && q.lo > -120.0)
+                    {
                         return Err(corrupt(what, format!("bad range [{}, {}]", q.lo, q.hi)));
                     }
                     Ok(q.decode())
@@ -359,6 +369,8 @@ impl Adapter {
                 )
             }
         };
+        check_finite("stored Fisher A", &fisher_a)?;
+        check_finite("stored Fisher B", &fisher_b)?;
         if fisher_a.iter().chain(&fisher_b).any(|&x| x < 0.0) {
             return Err(corrupt(W, "negative Fisher entry"));
         }
@@ -389,12 +401,18 @@ impl Adapter {
             if p.id.len() > MAX_CONTENT_ID {
                 return Err(corrupt(W, "pending content id too long"));
             }
+            let (q, e) = (
+                decode_tensor(&p.q, dt, d, "stored pending query")?,
+                decode_tensor(&p.e, dt, d, "stored pending item")?,
+            );
+            super::check_embedding_values("stored pending query", &q)?;
+            super::check_embedding_values("stored pending item", &e)?;
             pending.push_back(Pending {
                 kind: p.kind,
                 content_id: p.id,
                 strength: p.s,
-                query: decode_tensor(&p.q, dt, d, "stored pending query")?,
-                item: decode_tensor(&p.e, dt, d, "stored pending item")?,
+                query: q,
+                item: e,
             });
         }
         // Anchor: between adaptations a consolidated anchor equals θ; the

@@ -96,13 +96,31 @@ pub(crate) fn sigmoid(z: f32) -> f32 {
     }
 }
 
+/// A validated dense d × d matrix (row-major, finite); build it with
+/// [`BaseProjection::dense`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct DenseMatrix {
+    d: usize,
+    w: Vec<f32>,
+}
+
+impl DenseMatrix {
+    pub fn d(&self) -> usize {
+        self.d
+    }
+    /// Row-major values.
+    pub fn values(&self) -> &[f32] {
+        &self.w
+    }
+}
+
 /// The frozen base projection W that maps a query/profile embedding into item space.
 #[derive(Clone, Debug, PartialEq)]
 pub enum BaseProjection {
     /// Queries and items share one space (e.g. MiniLM for both): `W = I`.
     Identity { d: usize },
-    /// A learned dense d × d matrix, row-major.
-    Dense { d: usize, w: Vec<f32> },
+    /// A learned dense d × d matrix.
+    Dense(DenseMatrix),
 }
 
 impl BaseProjection {
@@ -114,12 +132,12 @@ impl BaseProjection {
     pub fn dense(d: usize, w: Vec<f32>) -> Result<Self, PersonalizeError> {
         check_len("base W", d * d, w.len())?;
         check_finite("base W", &w)?;
-        Ok(BaseProjection::Dense { d, w })
+        Ok(BaseProjection::Dense(DenseMatrix { d, w }))
     }
 
     pub fn d(&self) -> usize {
         match self {
-            BaseProjection::Identity { d } | BaseProjection::Dense { d, .. } => *d,
+            BaseProjection::Identity { d } | BaseProjection::Dense(DenseMatrix { d, .. }) => *d,
         }
     }
 
@@ -128,7 +146,7 @@ impl BaseProjection {
     pub(crate) fn apply(&self, q: &[f32], out: &mut [f32]) {
         match self {
             BaseProjection::Identity { .. } => out.copy_from_slice(q),
-            BaseProjection::Dense { d, w } => {
+            BaseProjection::Dense(DenseMatrix { d, w }) => {
                 for (i, o) in out.iter_mut().enumerate() {
                     *o = dot(&w[i * d..(i + 1) * d], q);
                 }

@@ -46,12 +46,13 @@ pub mod format;
 pub mod lora;
 pub mod signals;
 
+pub use adapter::MAX_CONTENT_ID;
 pub use adapter::{
     adapt_embeddings, load_adapter, Adapter, AdapterStats, Decision, Observation, UpdateOutcome,
 };
 pub use config::{Dtype, EwcAnchor, FisherScale, FisherStorage, PersonalizeConfig};
 pub use format::AdapterUpdate;
-pub use lora::{BaseProjection, GlobalAdapter};
+pub use lora::{BaseProjection, DenseMatrix, GlobalAdapter};
 pub use signals::{Device, InteractionContext, InteractionKind, SignalType, ViewerInteraction};
 
 use thiserror::Error;
@@ -106,6 +107,8 @@ pub enum PersonalizeError {
         stored: String,
         expected: String,
     },
+    #[error("{what}: f32 overflow (input or weights too large)")]
+    Overflow { what: &'static str },
     #[error("global adapter version {offered} is not newer than the current version {current}")]
     StaleGlobal { current: u64, offered: u64 },
     #[error(transparent)]
@@ -141,10 +144,30 @@ pub(crate) fn check_finite(what: &'static str, v: &[f32]) -> Result<(), Personal
     }
 }
 
-/// Length and finiteness of one embedding.
+/// Largest accepted |value| in an embedding. Embeddings are expected to be
+/// roughly unit-norm; the bound keeps every product in f32 range.
+pub const MAX_ABS_EMBEDDING: f32 = 1e4;
+
+/// Finite and within ±[`MAX_ABS_EMBEDDING`].
+pub(crate) fn check_embedding_values(
+    what: &'static str,
+    v: &[f32],
+) -> Result<(), PersonalizeError> {
+    check_finite(what, v)?;
+    match v.iter().position(|x| x.abs() > MAX_ABS_EMBEDDING) {
+        None => Ok(()),
+        Some(i) => Err(PersonalizeError::OutOfRange {
+            what,
+            value: v[i] as f64,
+            range: "-1e4..=1e4",
+        }),
+    }
+}
+
+/// Length, finiteness and range of one embedding.
 pub(crate) fn check_vec(what: &'static str, d: usize, v: &[f32]) -> Result<(), PersonalizeError> {
     check_len(what, d, v.len())?;
-    check_finite(what, v)
+    check_embedding_values(what, v)
 }
 
 #[cfg(test)]
