@@ -829,8 +829,8 @@ fn a_diverging_adaptation_is_rolled_back() {
     let mut rng = Rng::new(2);
     feed(&mut ad, 2, 0, &mut rng);
     // Weights no learning could produce (bypassing validation): scores overflow.
-    ad.st.a.iter_mut().for_each(|x| *x = 1e18);
-    ad.st.b.iter_mut().for_each(|x| *x = 1e18);
+    ad.st.a.iter_mut().for_each(|x| *x = 1e25);
+    ad.st.b.iter_mut().for_each(|x| *x = 1e25);
     let before = snap(&ad);
     let out = ad.adapt_pending(5, &[0.1; 32], &mut rng).unwrap();
     assert_eq!(out.decision, Decision::Diverged);
