@@ -153,6 +153,13 @@ pub(crate) fn check_embedding_values(
     what: &'static str,
     v: &[f32],
 ) -> Result<(), PersonalizeError> {
+    // One branch-free pass (vectorizes); NaN fails `<=` too. Locate only on failure.
+    let ok = v
+        .iter()
+        .fold(true, |acc, x| acc & (x.abs() <= MAX_ABS_EMBEDDING));
+    if ok {
+        return Ok(());
+    }
     check_finite(what, v)?;
     match v.iter().position(|x| x.abs() > MAX_ABS_EMBEDDING) {
         None => Ok(()),

@@ -782,7 +782,7 @@ fn mutated_payloads_never_panic_and_loaded_adapters_are_usable() {
     .to_vec();
     let mut rng = Rng::new(77);
     let (mut ok, mut err) = (0, 0);
-    for _ in 0..3000 {
+    for _ in 0..1500 {
         let mut p = payload.clone();
         for _ in 0..1 + rng.below(3) {
             let i = rng.below(p.len());
