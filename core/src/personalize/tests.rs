@@ -837,3 +837,73 @@ fn a_diverging_adaptation_is_rolled_back() {
     assert!(!out.adapted);
     assert!(snap(&ad) == before);
 }
+
+#[test]
+fn adapted_projection_is_linear_in_the_query() {
+    // W' is a matrix: W'(αx + βy) = αW'x + βW'y, for both base kinds.
+    let d = 20;
+    let c = cfg(d);
+    let mut rng = Rng::new(31);
+    let w: Vec<f32> = (0..d * d).map(|_| rng.normal() / 4.0).collect();
+    for base in [
+        BaseProjection::identity(d),
+        BaseProjection::dense(d, w.clone()).unwrap(),
+    ] {
+        let g = GlobalAdapter::from_factors(
+            1,
+            &c,
+            (0..8 * d).map(|_| 0.3 * rng.normal()).collect(),
+            (0..d * 8).map(|_| 0.3 * rng.normal()).collect(),
+        )
+        .unwrap();
+        let mut ad = Adapter::new("lin", &c, Arc::new(base), Arc::new(g)).unwrap();
+        ad.st.b.iter_mut().for_each(|x| *x = 0.3 * rng.normal());
+        for _ in 0..10 {
+            let x = unit(&mut rng, d);
+            let y = unit(&mut rng, d);
+            let (al, be) = (rng.normal(), rng.normal());
+            let z: Vec<f32> = x.iter().zip(&y).map(|(a, b)| al * a + be * b).collect();
+            let (wx, _) = ad.adapt_embedding(&x).unwrap();
+            let (wy, _) = ad.adapt_embedding(&y).unwrap();
+            let (wz, _) = ad.adapt_embedding(&z).unwrap();
+            for i in 0..d {
+                let e = al * wx[i] + be * wy[i];
+                assert!(
+                    (wz[i] - e).abs() < 1e-4 * (1.0 + e.abs()),
+                    "{} vs {e}",
+                    wz[i]
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn global_adapter_bytes_round_trip() {
+    let c = cfg(16);
+    let mut rng = Rng::new(5);
+    let g = GlobalAdapter::from_factors(
+        9,
+        &c,
+        (0..8 * 16).map(|_| rng.normal()).collect(),
+        (0..16 * 8).map(|_| rng.normal()).collect(),
+    )
+    .unwrap();
+    let back = GlobalAdapter::from_bytes(&g.to_bytes(), &c).unwrap();
+    assert_eq!(back, g);
+    assert_eq!(back.version(), 9);
+    // B is exposed in the d × r layout it was given in.
+    let b = g.b();
+    let g2 = GlobalAdapter::from_factors(9, &c, g.a().to_vec(), b).unwrap();
+    assert_eq!(g2, g);
+    assert!(matches!(
+        GlobalAdapter::from_bytes(
+            &g.to_bytes(),
+            &PersonalizeConfig {
+                alpha: 8.0,
+                ..cfg(16)
+            }
+        ),
+        Err(PersonalizeError::Mismatch { .. })
+    ));
+}
