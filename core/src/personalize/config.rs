@@ -126,6 +126,10 @@ pub struct PersonalizeConfig {
     // ---- learning ----
     /// Adam learning rate before decay.
     pub base_lr: f32,
+    /// Adam moment decays and ε (fresh moments at every adaptation).
+    pub adam_beta1: f32,
+    pub adam_beta2: f32,
+    pub adam_eps: f32,
     /// lr = base_lr · max(1 − interactions / max_interactions, min_lr_fraction).
     pub max_interactions: u64,
     pub min_lr_fraction: f32,
@@ -172,6 +176,9 @@ impl Default for PersonalizeConfig {
             skip_strength: -0.6,
             watch_complete_threshold: 0.9,
             base_lr: 0.01,
+            adam_beta1: 0.9,
+            adam_beta2: 0.999,
+            adam_eps: 1e-8,
             max_interactions: 1000,
             min_lr_fraction: 0.1,
             steps_per_adaptation: 20,
@@ -253,6 +260,19 @@ impl PersonalizeConfig {
             if v <= 0.0 {
                 return Err(bad(f, format!("must be > 0, got {v}")));
             }
+        }
+        for (f, v) in [
+            ("adam_beta1", self.adam_beta1),
+            ("adam_beta2", self.adam_beta2),
+        ] {
+            finite(f, v)?;
+            if !(0.0..1.0).contains(&v) {
+                return Err(bad(f, format!("must be in [0, 1), got {v}")));
+            }
+        }
+        finite("adam_eps", self.adam_eps)?;
+        if self.adam_eps <= 0.0 {
+            return Err(bad("adam_eps", "must be > 0"));
         }
         finite("skip_strength", self.skip_strength)?;
         if self.skip_strength >= 0.0 {
