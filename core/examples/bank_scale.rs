@@ -100,6 +100,20 @@ fn main() {
         cfg.dim * 4
     );
 
+    let t = Instant::now();
+    let bytes = bank.to_bytes();
+    let ser = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let back = ReasoningBank::from_bytes(&bytes).expect("own bytes load");
+    println!(
+        "persist: {} bytes ({:.0} bytes/pattern), to_bytes {ser:.2} s, from_bytes {:.2} s",
+        bytes.len(),
+        bytes.len() as f64 / n as f64,
+        t.elapsed().as_secs_f64()
+    );
+    assert_eq!(back.len(), bank.len());
+    drop((back, bytes));
+
     let qs: Vec<Vec<f32>> = (0..queries).map(|_| gen.embedding()).collect();
     let ctx = PatternContext::default();
     let t = Instant::now();

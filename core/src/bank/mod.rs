@@ -12,7 +12,7 @@
 //!   `min_similarity`, keeps those whose context matches
 //!   ([`ContextMatchConfig::matches`]) and returns the best `limit`.
 //!   `total_patterns_searched` is the number of live patterns the search ran
-//!   over (the bank size in scope), as in the proto; the number of similarity
+//!   over (the bank size), as in the proto; the number of similarity
 //!   evaluations it actually computed is reported beside it.
 //! - **Boost** ([`ReasoningBank::apply_patterns`]): a candidate in a pattern's
 //!   successful results gets `score × (1 + boost)`,
@@ -133,6 +133,8 @@ pub struct BankConfig {
     pub segment_min_fraction: f32,
     /// Fewest distinct users of one segment a cluster needs for a segment pattern.
     pub segment_min_users: usize,
+    /// Most patterns one aggregation cluster takes (nearest to its seed).
+    pub aggregate_max_cluster: usize,
     /// Pattern-match rate the product aims for (spec: 0.35); reported in stats.
     pub match_rate_target: f32,
     /// Below this many live patterns search scans exactly; at or above it an
@@ -169,6 +171,7 @@ impl Default for BankConfig {
             universal_min_users: 5,
             segment_min_fraction: 0.5,
             segment_min_users: 3,
+            aggregate_max_cluster: 256,
             match_rate_target: 0.35,
             exact_scan_below: 2_000,
             hnsw: HnswConfig::default(),
@@ -230,7 +233,10 @@ impl BankConfig {
         if self.decay_after_secs <= 0 {
             return bad("decay_after_secs must be > 0");
         }
-        if self.max_results_per_pattern == 0 || self.learn_match_limit == 0 {
+        if self.max_results_per_pattern == 0
+            || self.learn_match_limit == 0
+            || self.aggregate_max_cluster == 0
+        {
             return bad("max_results_per_pattern and learn_match_limit must be ≥ 1");
         }
         if self.hnsw.m < 2 || self.hnsw.m > 1024 || self.hnsw.ef_construction == 0 {
@@ -277,7 +283,8 @@ impl Scope {
 pub struct SimilarPatterns {
     /// Best first, at most `limit`.
     pub matches: Vec<MatchedPattern>,
-    /// Live patterns in scope the search ran over (the proto's field).
+    /// Live patterns in the bank the search ran over (the proto's field),
+    /// before the scope and context filters.
     pub total_patterns_searched: usize,
     /// Similarity evaluations computed (exact scan: all; HNSW: a small part).
     pub similarity_evaluations: usize,
@@ -676,15 +683,7 @@ impl ReasoningBank {
     /// The `k` nearest live patterns in scope as (similarity, slot), best first;
     /// evaluations; live patterns in scope.
     fn nearest(&self, q: &[f32], k: usize, scope: Scope) -> (Vec<(f32, u32)>, usize, usize) {
-        let in_scope = match scope {
-            Scope::All => self.live,
-            _ => self
-                .slots
-                .iter()
-                .flatten()
-                .filter(|r| scope.admits(r))
-                .count(),
-        };
+        let in_scope = self.live;
         let accept = |s: u32| {
             self.slots[s as usize]
                 .as_ref()
