@@ -53,6 +53,7 @@ pub use pattern::{
 use hnsw::{dot, Hnsw};
 use pattern::PatternRecord;
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use thiserror::Error;
 
 /// Why a bank operation was refused. A refused call leaves the bank unchanged.
@@ -357,6 +358,11 @@ pub struct ReasoningBank {
     /// handed out in order and compaction keeps the order, so a lookup is a
     /// binary search (8 bytes per pattern instead of a hash map's ~20–40).
     slot_ids: Vec<PatternId>,
+    /// Slots of each viewer's own patterns, and of aggregated patterns
+    /// (tombstones stay listed until compaction): a per-viewer search scans
+    /// these few exactly instead of filtering the whole graph.
+    owner_slots: HashMap<u64, Vec<u32>>,
+    aggregated_slots: Vec<u32>,
     graph: Option<Hnsw>,
     next_id: PatternId,
     live: usize,
@@ -370,6 +376,20 @@ pub(crate) fn reserve_modest<T>(v: &mut Vec<T>, extra: usize) {
     if v.len() + extra > v.capacity() {
         v.reserve_exact(extra.max(v.len() / 16).max(16));
     }
+}
+
+/// Keep the `k` most similar (ties: lower slot), most similar first.
+fn top_k(all: &mut Vec<(f32, u32)>, k: usize) {
+    let by_sim = |a: &(f32, u32), b: &(f32, u32)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
+    if k == 0 {
+        all.clear();
+        return;
+    }
+    if all.len() > k {
+        all.select_nth_unstable_by(k - 1, by_sim);
+        all.truncate(k);
+    }
+    all.sort_unstable_by(by_sim);
 }
 
 /// Check an embedding and return it unit-normalized.
@@ -432,6 +452,8 @@ impl ReasoningBank {
             vectors: Vec::new(),
             slots: Vec::new(),
             slot_ids: Vec::new(),
+            owner_slots: HashMap::new(),
+            aggregated_slots: Vec::new(),
             graph: None,
             next_id: 1,
             live: 0,
@@ -544,6 +566,7 @@ impl ReasoningBank {
         reserve_modest(&mut self.slots, 1);
         reserve_modest(&mut self.vectors, unit.len());
         self.slot_ids.push(rec.id);
+        self.note_side_index(&rec, self.slots.len() as u32);
         self.slots.push(Some(rec));
         self.vectors.extend_from_slice(unit);
         self.live += 1;
@@ -552,6 +575,27 @@ impl ReasoningBank {
         } else if self.live >= self.config.exact_scan_below {
             self.rebuild_index();
         }
+    }
+
+    fn note_side_index(&mut self, rec: &PatternRecord, slot: u32) {
+        if rec.aggregated {
+            self.aggregated_slots.push(slot);
+        } else if let Some(u) = rec.user {
+            self.owner_slots.entry(u).or_default().push(slot);
+        }
+    }
+
+    /// Rebuild the per-owner and aggregated slot lists from the slot table.
+    fn rebuild_side_indexes(&mut self) {
+        self.owner_slots = HashMap::new();
+        self.aggregated_slots = Vec::new();
+        let slots = std::mem::take(&mut self.slots);
+        for (i, r) in slots.iter().enumerate() {
+            if let Some(r) = r {
+                self.note_side_index(r, i as u32);
+            }
+        }
+        self.slots = slots;
     }
 
     /// Remove a pattern (tombstone; compacts when tombstones pile up).
@@ -597,6 +641,7 @@ impl ReasoningBank {
             .iter()
             .map(|r| r.as_ref().expect("compacted").id)
             .collect();
+        self.rebuild_side_indexes();
         self.graph = None;
         if self.live >= self.config.exact_scan_below {
             self.rebuild_index();
@@ -684,6 +729,29 @@ impl ReasoningBank {
     /// evaluations; live patterns in scope.
     fn nearest(&self, q: &[f32], k: usize, scope: Scope) -> (Vec<(f32, u32)>, usize, usize) {
         let in_scope = self.live;
+        let admitted = |s: &u32| {
+            self.slots[*s as usize]
+                .as_ref()
+                .is_some_and(|r| scope.admits(r))
+        };
+        match scope {
+            Scope::Owner(Some(u)) => {
+                let list = self.owner_slots.get(&u).map_or(&[][..], Vec::as_slice);
+                let (near, evals) = self.exact_over(q, k, list.iter().copied().filter(admitted));
+                return (near, evals, in_scope);
+            }
+            Scope::User { user, .. } => {
+                let own = self.owner_slots.get(&user).map_or(&[][..], Vec::as_slice);
+                let cands = own
+                    .iter()
+                    .chain(&self.aggregated_slots)
+                    .copied()
+                    .filter(admitted);
+                let (near, evals) = self.exact_over(q, k, cands);
+                return (near, evals, in_scope);
+            }
+            _ => {}
+        }
         let accept = |s: u32| {
             self.slots[s as usize]
                 .as_ref()
@@ -720,6 +788,19 @@ impl ReasoningBank {
         }
     }
 
+    /// Exact top-k over the given slots; also returns how many were scored.
+    fn exact_over(
+        &self,
+        q: &[f32],
+        k: usize,
+        slots: impl Iterator<Item = u32>,
+    ) -> (Vec<(f32, u32)>, usize) {
+        let mut all: Vec<(f32, u32)> = slots.map(|s| (dot(q, self.vec_of(s)), s)).collect();
+        let evals = all.len();
+        top_k(&mut all, k);
+        (all, evals)
+    }
+
     /// Exact top-k by scanning every accepted slot.
     fn exact_nearest(&self, q: &[f32], k: usize, accept: &dyn Fn(u32) -> bool) -> Vec<(f32, u32)> {
         let d = self.config.dim;
@@ -730,12 +811,7 @@ impl ReasoningBank {
             .filter(|&(i, _)| accept(i as u32))
             .map(|(i, v)| (dot(q, v), i as u32))
             .collect();
-        let by_sim = |a: &(f32, u32), b: &(f32, u32)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
-        if all.len() > k {
-            all.select_nth_unstable_by(k - 1, by_sim);
-            all.truncate(k);
-        }
-        all.sort_unstable_by(by_sim);
+        top_k(&mut all, k);
         all
     }
 
@@ -833,6 +909,24 @@ impl ReasoningBank {
         Ok(out)
     }
 
+    fn side_index_bytes(&self) -> usize {
+        // hashbrown: buckets = capacity·8/7 rounded up to a power of two, each
+        // an entry plus one control byte.
+        let cap = self.owner_slots.capacity();
+        let buckets = if cap == 0 {
+            0
+        } else {
+            (cap * 8 / 7).next_power_of_two()
+        };
+        buckets * (core::mem::size_of::<(u64, Vec<u32>)>() + 1)
+            + self
+                .owner_slots
+                .values()
+                .map(|v| v.capacity() * 4)
+                .sum::<usize>()
+            + self.aggregated_slots.capacity() * 4
+    }
+
     /// Statistics, including the pattern-match rate.
     pub fn stats(&self) -> BankStats {
         let c = &self.counters;
@@ -864,6 +958,7 @@ impl ReasoningBank {
                 .map(PatternRecord::heap_bytes)
                 .sum::<usize>()
             + self.slot_ids.capacity() * core::mem::size_of::<PatternId>()
+            + self.side_index_bytes()
             + self.graph.as_ref().map_or(0, Hnsw::heap_bytes)
     }
 }
