@@ -689,11 +689,13 @@ impl ReasoningBank {
                 range: "[-1, 1]",
             });
         }
-        let fetch = limit.saturating_mul(self.config.overfetch_factor);
+        let fetch = limit
+            .saturating_mul(self.config.overfetch_factor)
+            .min(self.live);
         let (near, evals, in_scope) = self.nearest(&q, fetch, scope);
         let fetched = near.len();
         let mut rejected_by_context = 0;
-        let mut matches = Vec::with_capacity(limit);
+        let mut matches = Vec::with_capacity(limit.min(fetch));
         for (sim, slot) in near {
             if matches.len() >= limit || sim < min_similarity {
                 break;
@@ -729,6 +731,7 @@ impl ReasoningBank {
     /// evaluations; live patterns in scope.
     fn nearest(&self, q: &[f32], k: usize, scope: Scope) -> (Vec<(f32, u32)>, usize, usize) {
         let in_scope = self.live;
+        let k = k.min(self.live);
         let admitted = |s: &u32| {
             self.slots[*s as usize]
                 .as_ref()
@@ -777,6 +780,7 @@ impl ReasoningBank {
         k: usize,
         accept: &dyn Fn(u32) -> bool,
     ) -> (Vec<(f32, u32)>, usize) {
+        let k = k.min(self.live);
         if k == 0 {
             return (Vec::new(), 0);
         }

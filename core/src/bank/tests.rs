@@ -342,6 +342,12 @@ fn bad_input_is_a_clear_error_and_changes_nothing() {
     assert!(bank
         .find_similar_patterns(&e, &tv_evening(), 3, f32::NAN)
         .is_err());
+    // Absurd limits are fine (clamped to the bank size), not an allocation panic.
+    let r = bank
+        .find_similar_patterns(&e, &tv_evening(), usize::MAX, 0.0)
+        .unwrap();
+    assert_eq!(r.matches.len(), 1);
+    assert_eq!(bank.index_top_k(&e, usize::MAX).unwrap(), vec![id]);
     let fb = QueryFeedback {
         query_embedding: e.clone(),
         context: tv_evening(),
