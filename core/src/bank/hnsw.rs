@@ -520,7 +520,8 @@ impl Hnsw {
             ep = self.search_layer(q, vecs, &ep, 1, layer, &all, &mut v, &mut evals);
         }
         let mut v = Bits(vec![0; self.len().div_ceil(64)]);
-        let w = self.search_layer(q, vecs, &ep, ef.max(k), 0, accept, &mut v, &mut evals);
+        let ef = ef.max(k).min(self.len());
+        let w = self.search_layer(q, vecs, &ep, ef, 0, accept, &mut v, &mut evals);
         (
             w.into_iter()
                 .take(k)
@@ -564,8 +565,10 @@ impl Hnsw {
         if keep_pruned > 1 {
             return Err(format!("graph keep_pruned flag {keep_pruned}"));
         }
-        if !(2..=1024).contains(&m) {
-            return Err(format!("graph m = {m} out of range"));
+        if !(2..=1024).contains(&m) || !(1..=65_536).contains(&efc) {
+            return Err(format!(
+                "graph m = {m} or ef_construction = {efc} out of range"
+            ));
         }
         if n != n_nodes {
             return Err(format!("graph has {n} nodes, bank has {n_nodes} slots"));

@@ -240,8 +240,12 @@ impl BankConfig {
         {
             return bad("max_results_per_pattern and learn_match_limit must be ≥ 1");
         }
-        if self.hnsw.m < 2 || self.hnsw.m > 1024 || self.hnsw.ef_construction == 0 {
-            return bad("hnsw.m must be in 2..=1024 and ef_construction ≥ 1");
+        if self.hnsw.m < 2
+            || self.hnsw.m > 1024
+            || !(1..=65_536).contains(&self.hnsw.ef_construction)
+            || !(1..=65_536).contains(&self.hnsw.ef_search)
+        {
+            return bad("hnsw.m must be in 2..=1024, ef_construction and ef_search in 1..=65536");
         }
         if self.context.session_length_max_ratio.is_nan()
             || self.context.session_length_max_ratio < 1.0
@@ -473,7 +477,7 @@ impl ReasoningBank {
     }
     /// Change the search-time candidate list size of the graph (recall/speed knob).
     pub fn set_ef_search(&mut self, ef_search: usize) {
-        self.config.hnsw.ef_search = ef_search.max(1);
+        self.config.hnsw.ef_search = ef_search.clamp(1, 65_536);
     }
     /// Whether searches use the HNSW graph.
     pub fn is_indexed(&self) -> bool {
