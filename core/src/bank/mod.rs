@@ -20,9 +20,16 @@
 //!   as 1 (boost = confidence). When several patterns contain a candidate the
 //!   **strongest** boost applies (no stacking: near-duplicate patterns would
 //!   otherwise multiply one signal).
-//! - **Learning** ([`ReasoningBank::learn`], module `learning`), **maintenance**
-//!   ([`ReasoningBank::maintain`], [`ReasoningBank::aggregate_global`]) and
-//!   **persistence** ([`ReasoningBank::to_bytes`], [`ReasoningBank::from_bytes`]).
+//! - **Learning** ([`ReasoningBank::learn`], rules in [`learning`]),
+//!   **maintenance** ([`ReasoningBank::maintain`],
+//!   [`ReasoningBank::aggregate_global`], rules in [`maintenance`]) and
+//!   **persistence** ([`ReasoningBank::to_bytes`], [`ReasoningBank::from_bytes`],
+//!   format in [`persist`]).
+//! - **Scope**: one bank can serve one viewer (on the device: [`Scope::All`])
+//!   or many ([`Scope::User`]: the viewer's own patterns, their segment's
+//!   aggregated patterns and universal ones). Per-viewer searches scan the
+//!   viewer's and the aggregated patterns exactly (a side index of slots), so a
+//!   viewer with 100 patterns in a bank of a million costs 100 similarities.
 //!
 //! # Index
 //! Below `exact_scan_below` live patterns the bank scans every vector; from
@@ -30,17 +37,32 @@
 //! and inserts into it incrementally. Removed patterns become tombstones that
 //! searches walk through but never return; once they exceed
 //! `rebuild_tombstone_fraction` of the slots the bank compacts and rebuilds.
+//! Why a graph of our own and not the `hnsw` / `instant-distance` crates: see
+//! [`hnsw`].
 //!
-//! # Measuring at 1M patterns
-//! `cargo run --release -p sona-core --example bank_scale -- 1000000` builds a
-//! bank of 1M clustered 384-d patterns, reports build rate, search p50/p99,
-//! recall@10 against exact search and heap bytes per pattern.
+//! # Memory
+//! Per pattern: the unit `f32` embedding (4·d bytes), a ~100-byte record, 8 bytes
+//! per result, an 8-byte slot id, the graph (1 level byte, `2·m` = 32 `u32`
+//! links on layer 0, a 16-byte pointer to upper-layer links that ~1/16 of the
+//! nodes have, a 4-byte visit mark) and 4 bytes of side index. Arrays grow by
+//! 1/16 instead of doubling. [`ReasoningBank::approx_heap_bytes`] adds up all
+//! capacities.
+//!
+//! # Measuring
+//! - `cargo bench -p sona-core --bench bank -- --warm-up-time 1 --measurement-time 3`:
+//!   search at 1k (exact scan), 10k and 100k patterns (d = 384), exact scan at
+//!   10k, `apply_patterns`; prints recall@10 and bytes per pattern.
+//! - 1M patterns: `cargo run --release -p sona-core --example bank_scale -- 1000000`
+//!   builds a bank of 1M clustered 384-d patterns and reports build rate,
+//!   bytes per pattern, persistence size and time, exact-scan time, and for each
+//!   `--ef-search` recall@10 against exact search and search p50/p99
+//!   (`--uniform` for random vectors on the sphere).
 
 pub mod hnsw;
-mod learning;
-mod maintenance;
+pub mod learning;
+pub mod maintenance;
 pub mod pattern;
-mod persist;
+pub mod persist;
 
 pub use hnsw::HnswConfig;
 pub use learning::{LearnOutcome, QueryFeedback, Signal};
