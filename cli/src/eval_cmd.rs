@@ -1,0 +1,574 @@
+//! `sona eval`: trains every strategy under each protocol and writes
+//! `eval.json`, `eval.md` and `eval.svg` to the output directory.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use serde_json::{json, Map, Value};
+use sona_core::data::Dataset;
+use sona_core::eval::{eval_static, replay, static_split, temporal_split, Accumulator, Summary};
+use sona_core::recommend::bpr::{Bpr, BprConfig};
+use sona_core::recommend::content::{ContentBased, ContentConfig};
+use sona_core::recommend::context::{ContextAware, ContextConfig};
+use sona_core::recommend::ease::{Ease, EaseConfig};
+use sona_core::recommend::fusion::{rrf, Component, Fusion, FusionConfig, DEFAULT_WEIGHTS};
+use sona_core::recommend::graph::{GraphConfig, GraphSage};
+use sona_core::recommend::item_knn::{ItemKnn, ItemKnnConfig};
+use sona_core::recommend::popularity::Popularity;
+use sona_core::recommend::OnlineRecommender;
+
+use crate::dataset::load_dir;
+
+pub const ALL_PROTOCOLS: [&str; 3] = ["static", "streaming", "cold_start"];
+
+#[derive(clap::Args, Debug)]
+pub struct EvalArgs {
+    /// MovieLens directory (ml-100k layout or ml-latest CSVs).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Output directory for eval.json, eval.md, eval.svg.
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Comma-separated subset of static,streaming,cold_start.
+    #[arg(
+        long,
+        default_value = "static,streaming,cold_start",
+        value_delimiter = ','
+    )]
+    pub protocols: Vec<String>,
+    /// List length.
+    #[arg(long, default_value_t = 10)]
+    pub k: usize,
+}
+
+/// Hyper-parameters chosen on a validation split carved out of a protocol's own
+/// training side (never its test side).
+#[derive(Clone, Debug)]
+struct Tuned {
+    ease_lambda: f64,
+    /// cf, content, graph, context.
+    weights: [f32; 4],
+    log: Vec<String>,
+}
+
+const EASE_LAMBDAS: [f64; 5] = [50.0, 100.0, 250.0, 500.0, 1000.0];
+const ROLES: [&str; 4] = ["cf", "content", "graph", "context"];
+
+fn default_weights() -> [f32; 4] {
+    let w = |role: &str| {
+        DEFAULT_WEIGHTS
+            .iter()
+            .find(|(r, _)| *r == role)
+            .map_or(0.0, |x| x.1)
+    };
+    [w("cf"), w("content"), w("graph"), w("context")]
+}
+
+/// Validation: a per-user 75/25 split of `train` (seed `seed ^ 0x5A`). Picks the
+/// EASE λ with the best NDCG@k, then the RRF weights with the best NDCG@k over a
+/// grid (component lists are computed once per user and re-fused per weight set).
+fn tune(train: &Dataset, seed: u64, k: usize) -> Result<Tuned> {
+    let t = Instant::now();
+    let inner = static_split(train, 0.75, seed ^ 0x5A)?;
+    let mut log = Vec::new();
+    let mut best = (f64::NEG_INFINITY, EaseConfig::default().lambda);
+    let mut ease_best = None;
+    for &lambda in &EASE_LAMBDAS {
+        match Ease::train(
+            &inner.train,
+            &EaseConfig {
+                lambda,
+                ..Default::default()
+            },
+        ) {
+            Ok(m) => {
+                let s = eval_static(&inner, &m, k);
+                log.push(format!(
+                    "validation ease lambda={lambda}: ndcg@{k}={:.4}",
+                    s.ndcg
+                ));
+                if s.ndcg > best.0 {
+                    best = (s.ndcg, lambda);
+                    ease_best = Some(m);
+                }
+            }
+            Err(e) => log.push(format!("validation ease lambda={lambda}: skipped ({e})")),
+        }
+    }
+    let cf: Box<dyn OnlineRecommender> = match ease_best {
+        Some(m) => Box::new(m),
+        None => Box::new(Bpr::train(
+            &inner.train,
+            &BprConfig {
+                seed,
+                ..Default::default()
+            },
+        )?),
+    };
+    let comps: Vec<Box<dyn OnlineRecommender>> = vec![
+        cf,
+        Box::new(ContentBased::train(
+            &inner.train,
+            &ContentConfig::default(),
+        )?),
+        Box::new(GraphSage::train(
+            &inner.train,
+            &GraphConfig {
+                seed: seed ^ 0x9e37,
+                ..Default::default()
+            },
+        )?),
+        Box::new(ContextAware::train(
+            &inner.train,
+            &ContextConfig::default(),
+        )?),
+    ];
+    // Per validation user: relevant items and each component's top-`depth` list.
+    let depth = FusionConfig::default().depth;
+    let n_items = train.n_items();
+    let mut seen: Vec<Vec<u32>> = vec![Vec::new(); train.n_users()];
+    let mut last_ts: Vec<i64> = vec![0; train.n_users()];
+    for x in &inner.train.interactions {
+        seen[x.user as usize].push(x.item);
+        last_ts[x.user as usize] = last_ts[x.user as usize].max(x.timestamp);
+    }
+    let mut relevant: Vec<Vec<u32>> = vec![Vec::new(); train.n_users()];
+    for x in &inner.test {
+        relevant[x.user as usize].push(x.item);
+    }
+    let mut cases: Vec<(u32, Vec<u32>, Vec<Vec<u32>>)> = Vec::new();
+    let mut mask = vec![false; n_items];
+    for (u, rel) in relevant.iter_mut().enumerate() {
+        if rel.is_empty() {
+            continue;
+        }
+        rel.sort_unstable();
+        rel.dedup();
+        seen[u].iter().for_each(|&i| mask[i as usize] = true);
+        let lists = comps
+            .iter()
+            .map(|c| c.recommend(u as u32, depth, &mask, last_ts[u]))
+            .collect();
+        seen[u].iter().for_each(|&i| mask[i as usize] = false);
+        cases.push((u as u32, rel.clone(), lists));
+    }
+    let score = |w: &[f32; 4]| -> f64 {
+        let mut acc = Accumulator::new(k, n_items);
+        for (u, rel, lists) in &cases {
+            let refs: Vec<&[u32]> = lists.iter().map(|l| l.as_slice()).collect();
+            let fused: Vec<u32> = rrf(&refs, w, FusionConfig::default().k, k)
+                .into_iter()
+                .map(|x| x.0)
+                .collect();
+            acc.add(*u, &fused, rel);
+        }
+        acc.summary().ndcg
+    };
+    let dw = default_weights();
+    let mut best_w = (score(&dw), dw);
+    log.push(format!(
+        "validation hybrid default weights {dw:?}: ndcg@{k}={:.4}",
+        best_w.0
+    ));
+    for &a in &[0.3f32, 0.5, 0.7, 0.9] {
+        for &b in &[0.0f32, 0.05, 0.1, 0.2] {
+            for &c in &[0.0f32, 0.1, 0.2, 0.4] {
+                for &d in &[0.0f32, 0.05, 0.1] {
+                    let w = [a, b, c, d];
+                    let v = score(&w);
+                    if v > best_w.0 {
+                        best_w = (v, w);
+                    }
+                }
+            }
+        }
+    }
+    log.push(format!(
+        "validation hybrid best weights (cf, content, graph, context) {:?}: ndcg@{k}={:.4}",
+        best_w.1, best_w.0
+    ));
+    log.push(format!("validation ease best lambda {}", best.1));
+    eprintln!(
+        "  tuning on a validation split took {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
+    for l in &log {
+        eprintln!("  {l}");
+    }
+    Ok(Tuned {
+        ease_lambda: best.1,
+        weights: best_w.1,
+        log,
+    })
+}
+
+/// Trains every system on `train`. Systems that cannot run on this data (EASE on a
+/// huge catalog) are skipped with a note; the hybrid then uses BPR as its CF part.
+fn build_systems(
+    train: &Dataset,
+    seed: u64,
+    tuned: &Tuned,
+    notes: &mut Vec<String>,
+) -> Result<Vec<Box<dyn OnlineRecommender>>> {
+    fn timed<T>(name: &str, f: impl FnOnce() -> T) -> T {
+        let t = Instant::now();
+        let out = f();
+        eprintln!("  {name:<12} trained in {:.2}s", t.elapsed().as_secs_f64());
+        out
+    }
+    let mut out: Vec<Box<dyn OnlineRecommender>> = Vec::new();
+    out.push(Box::new(timed("popularity", || Popularity::train(train))?));
+    out.push(Box::new(timed("item_knn", || {
+        ItemKnn::train(train, &ItemKnnConfig::default())
+    })?));
+    let bpr = timed("bpr_mf", || {
+        Bpr::train(
+            train,
+            &BprConfig {
+                seed,
+                ..Default::default()
+            },
+        )
+    })?;
+    out.push(Box::new(bpr.clone()));
+    let ease = match timed("ease", || {
+        Ease::train(
+            train,
+            &EaseConfig {
+                lambda: tuned.ease_lambda,
+                ..Default::default()
+            },
+        )
+    }) {
+        Ok(m) => {
+            out.push(Box::new(m.clone()));
+            Some(m)
+        }
+        Err(e) => {
+            notes.push(format!("ease skipped: {e}"));
+            None
+        }
+    };
+    let content = timed("content", || {
+        ContentBased::train(train, &ContentConfig::default())
+    })?;
+    out.push(Box::new(content.clone()));
+    let graph = timed("graph", || {
+        GraphSage::train(
+            train,
+            &GraphConfig {
+                seed: seed ^ 0x9e37,
+                ..Default::default()
+            },
+        )
+    })?;
+    out.push(Box::new(graph.clone()));
+    let context = timed("context", || {
+        ContextAware::train(train, &ContextConfig::default())
+    })?;
+    out.push(Box::new(context.clone()));
+    let cf = |ease: &Option<Ease>| -> Box<dyn OnlineRecommender> {
+        match ease {
+            Some(m) => Box::new(m.clone()),
+            None => Box::new(bpr.clone()),
+        }
+    };
+    for (name, weights) in [
+        ("hybrid_rrf", default_weights()),
+        ("hybrid_rrf_tuned", tuned.weights),
+    ] {
+        let models: [Box<dyn OnlineRecommender>; 4] = [
+            cf(&ease),
+            Box::new(content.clone()),
+            Box::new(graph.clone()),
+            Box::new(context.clone()),
+        ];
+        let comps = models
+            .into_iter()
+            .zip(ROLES)
+            .zip(weights)
+            .map(|((model, role), weight)| Component {
+                role: role.into(),
+                weight,
+                model,
+            })
+            .collect();
+        out.push(Box::new(Fusion::new(
+            name,
+            train,
+            comps,
+            FusionConfig::default(),
+        )?));
+    }
+    Ok(out)
+}
+
+fn summary_json(s: &Summary) -> Value {
+    let mut m = Map::new();
+    for (name, v) in s.named() {
+        m.insert(name, json!(v));
+    }
+    m.insert("users".into(), json!(s.users));
+    m.insert("lists".into(), json!(s.lists));
+    Value::Object(m)
+}
+
+pub fn run(args: &EvalArgs) -> Result<()> {
+    for p in &args.protocols {
+        if !ALL_PROTOCOLS.contains(&p.as_str()) {
+            bail!("unknown protocol {p:?} (expected one of {ALL_PROTOCOLS:?})");
+        }
+    }
+    if args.k == 0 {
+        bail!("--k must be at least 1");
+    }
+    let want = |p: &str| args.protocols.iter().any(|x| x == p);
+    let t0 = Instant::now();
+    let ds = load_dir(&args.data)?;
+    eprintln!(
+        "loaded {}: {} users, {} items, {} interactions in {:.2}s",
+        args.data.display(),
+        ds.n_users(),
+        ds.n_items(),
+        ds.interactions.len(),
+        t0.elapsed().as_secs_f64()
+    );
+    let mut notes = Vec::new();
+    let mut tuning = Map::new();
+    // protocol → [(system, summary)]
+    let mut results: Vec<(String, Vec<(String, Summary)>)> = Vec::new();
+    if want("static") {
+        eprintln!("static: per-user 75/25 random split (seed {})", args.seed);
+        let split = static_split(&ds, 0.75, args.seed)?;
+        let tuned = tune(&split.train, args.seed, args.k)?;
+        tuning.insert("static".into(), json!({"ease_lambda": tuned.ease_lambda, "hybrid_weights": tuned.weights, "log": tuned.log}));
+        let mut rows = Vec::new();
+        for m in build_systems(&split.train, args.seed, &tuned, &mut notes)? {
+            let s = eval_static(&split, m.as_ref(), args.k);
+            eprintln!(
+                "  {:<12} P@{k}={:.4} NDCG@{k}={:.4}",
+                m.name(),
+                s.precision,
+                s.ndcg,
+                k = args.k
+            );
+            rows.push((m.name().to_string(), s));
+        }
+        results.push(("static".into(), rows));
+    }
+    if want("streaming") || want("cold_start") {
+        eprintln!("streaming: train before the 80th-percentile timestamp, replay the rest");
+        let split = temporal_split(&ds, 0.8)?;
+        let tuned = tune(&split.train, args.seed, args.k)?;
+        tuning.insert("streaming".into(), json!({"ease_lambda": tuned.ease_lambda, "hybrid_weights": tuned.weights, "log": tuned.log}));
+        let (mut stream_rows, mut cold_rows) = (Vec::new(), Vec::new());
+        for mut m in build_systems(&split.train, args.seed, &tuned, &mut notes)? {
+            let t = Instant::now();
+            let rep = replay(&split, m.as_mut(), args.k, 5)?;
+            eprintln!(
+                "  {:<12} stream HR@{k}={:.4} cold HR@{k}={:.4} ({:.1}s)",
+                m.name(),
+                rep.streaming.hr,
+                rep.cold_start.hr,
+                t.elapsed().as_secs_f64(),
+                k = args.k
+            );
+            stream_rows.push((m.name().to_string(), rep.streaming));
+            cold_rows.push((m.name().to_string(), rep.cold_start));
+        }
+        if want("streaming") {
+            results.push(("streaming".into(), stream_rows));
+        }
+        if want("cold_start") {
+            results.push(("cold_start".into(), cold_rows));
+        }
+    }
+    notes.sort();
+    notes.dedup();
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let json = render_json(&ds, args, &results, &notes, tuning);
+    std::fs::write(
+        args.out.join("eval.json"),
+        serde_json::to_string_pretty(&json)? + "\n",
+    )?;
+    std::fs::write(
+        args.out.join("eval.md"),
+        render_md(&ds, args, &results, &notes),
+    )?;
+    std::fs::write(args.out.join("eval.svg"), render_svg(&results, args.k))?;
+    eprintln!(
+        "wrote {}/eval.{{json,md,svg}} in {:.1}s total",
+        args.out.display(),
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn render_json(
+    ds: &Dataset,
+    args: &EvalArgs,
+    results: &[(String, Vec<(String, Summary)>)],
+    notes: &[String],
+    tuning: Map<String, Value>,
+) -> Value {
+    let mut protocols = Map::new();
+    for (p, rows) in results {
+        let mut systems = Map::new();
+        for (name, s) in rows {
+            systems.insert(name.clone(), summary_json(s));
+        }
+        protocols.insert(p.clone(), json!({ "systems": systems }));
+    }
+    json!({
+        "dataset": {
+            "path": args.data.display().to_string(),
+            "users": ds.n_users(),
+            "items": ds.n_items(),
+            "interactions": ds.interactions.len(),
+        },
+        "seed": args.seed,
+        "k": args.k,
+        "protocols": protocols,
+        "notes": notes,
+        "tuning": tuning,
+    })
+}
+
+fn render_md(
+    ds: &Dataset,
+    args: &EvalArgs,
+    results: &[(String, Vec<(String, Summary)>)],
+    notes: &[String],
+) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "# SONA offline evaluation\n");
+    let _ = writeln!(
+        s,
+        "Data: `{}` ({} users, {} items, {} interactions). Seed {}. k = {}.\n",
+        args.data.display(),
+        ds.n_users(),
+        ds.n_items(),
+        ds.interactions.len(),
+        args.seed,
+        args.k
+    );
+    for (p, rows) in results {
+        let _ = writeln!(s, "## {p}\n");
+        let k = args.k;
+        let _ = writeln!(
+            s,
+            "| system | P@{k} | R@{k} | NDCG@{k} | HR@{k} | MRR@{k} | coverage | users | lists |"
+        );
+        let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|");
+        for (name, m) in rows {
+            let _ = writeln!(
+                s,
+                "| {name} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} | {} | {} |",
+                m.precision, m.recall, m.ndcg, m.hr, m.mrr, m.coverage, m.users, m.lists
+            );
+        }
+        let _ = writeln!(s);
+    }
+    if !notes.is_empty() {
+        let _ = writeln!(s, "## Notes\n");
+        for n in notes {
+            let _ = writeln!(s, "- {n}");
+        }
+    }
+    s
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// Grouped bar chart: one panel per protocol, NDCG@k and HR@k per system.
+fn render_svg(results: &[(String, Vec<(String, Summary)>)], k: usize) -> String {
+    let panel_w = 420.0;
+    let (h, top, bottom, left) = (320.0, 40.0, 90.0, 50.0);
+    let width = left + panel_w * results.len().max(1) as f64 + 20.0;
+    let plot_h = h - top - bottom;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0}" height="{h:.0}" viewBox="0 0 {width:.0} {h:.0}" font-family="sans-serif" font-size="11">"#
+    );
+    let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    let colours = [("ndcg", "#4C72B0"), ("hr", "#DD8452")];
+    let max_v = results
+        .iter()
+        .flat_map(|(_, r)| r.iter().flat_map(|(_, m)| [m.ndcg, m.hr]))
+        .fold(0.0f64, f64::max)
+        .max(1e-9);
+    let scale = (max_v * 10.0).ceil() / 10.0;
+    for (pi, (p, rows)) in results.iter().enumerate() {
+        let x0 = left + pi as f64 * panel_w;
+        let _ = writeln!(
+            s,
+            r#"<text x="{:.1}" y="20" font-size="14" text-anchor="middle">{}</text>"#,
+            x0 + panel_w / 2.0,
+            esc(p)
+        );
+        for t in 0..=5 {
+            let v = scale * t as f64 / 5.0;
+            let y = top + plot_h * (1.0 - v / scale);
+            let _ = writeln!(
+                s,
+                r##"<line x1="{x0:.1}" x2="{:.1}" y1="{y:.1}" y2="{y:.1}" stroke="#ddd"/>"##,
+                x0 + panel_w - 20.0
+            );
+            let _ = writeln!(
+                s,
+                r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{v:.2}</text>"#,
+                x0 - 4.0,
+                y + 4.0
+            );
+        }
+        let group_w = (panel_w - 30.0) / rows.len().max(1) as f64;
+        let bar_w = group_w * 0.35;
+        for (ri, (name, m)) in rows.iter().enumerate() {
+            let gx = x0 + 5.0 + ri as f64 * group_w;
+            for (bi, (metric, colour)) in colours.iter().enumerate() {
+                let v = if *metric == "ndcg" { m.ndcg } else { m.hr };
+                let bh = plot_h * v / scale;
+                let _ = writeln!(
+                    s,
+                    r#"<rect x="{:.1}" y="{:.1}" width="{bar_w:.1}" height="{bh:.1}" fill="{colour}"><title>{} {metric}@{k} = {v:.4}</title></rect>"#,
+                    gx + bi as f64 * bar_w,
+                    top + plot_h - bh,
+                    esc(name)
+                );
+            }
+            let lx = gx + bar_w;
+            let ly = top + plot_h + 12.0;
+            let _ = writeln!(
+                s,
+                r#"<text x="{lx:.1}" y="{ly:.1}" transform="rotate(40 {lx:.1} {ly:.1})">{}</text>"#,
+                esc(name)
+            );
+        }
+    }
+    for (i, (metric, colour)) in colours.iter().enumerate() {
+        let x = left + i as f64 * 110.0;
+        let _ = writeln!(
+            s,
+            r#"<rect x="{x:.1}" y="{:.1}" width="12" height="12" fill="{colour}"/>"#,
+            h - 20.0
+        );
+        let _ = writeln!(
+            s,
+            r#"<text x="{:.1}" y="{:.1}">{metric}@{k}</text>"#,
+            x + 16.0,
+            h - 10.0
+        );
+    }
+    s.push_str("</svg>\n");
+    s
+}

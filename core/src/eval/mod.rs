@@ -1,0 +1,10 @@
+//! Offline evaluation: ranking metrics ([`metrics`]) and the static, streaming and
+//! cold-start protocols ([`protocol`]).
+pub mod metrics;
+pub mod protocol;
+
+pub use crate::recommend::OnlineRecommender;
+pub use metrics::{user_metrics, Accumulator, Summary, UserMetrics};
+pub use protocol::{
+    eval_static, replay, static_split, temporal_split, EvalError, ReplayReport, Split,
+};
