@@ -6,13 +6,19 @@
 //! bytes and time; this crate holds the algorithms.
 //!
 //! Modules, one concept each:
+//! - [`attention`]: 14 attention mechanisms behind one batched interface, Poincaré-ball ops, and the attention selector.
 //! - [`router`]: tokenizer, FastGRNN, training, quantization, route registry, model selection.
+//! - [`bank`]: ReasoningBank — pattern memory of what worked (exact scan / own HNSW), learning loop, maintenance, persistence.
+//! - [`personalize`]: two-tier LoRA adapter, EWC++, interaction signals (on-device learning).
 //! - [`rng`], [`optim`], [`codec`]: deterministic randomness, Adam, checksummed envelopes.
 
+pub mod attention;
+pub mod bank;
 pub mod codec;
 pub mod data;
 pub mod eval;
 pub mod optim;
+pub mod personalize;
 pub mod recommend;
 pub mod rng;
 pub mod router;

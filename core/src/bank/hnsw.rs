@@ -1,0 +1,743 @@
+//! Hierarchical navigable small-world graph (Malkov & Yashunin 2016) over vectors
+//! that live *outside* the graph, in the bank's flat `f32` arena.
+//!
+//! # Why our own graph and not a crate
+//! The issue lists two maintained crates that build for wasm32: `hnsw` 0.11 and
+//! `instant-distance` 0.6. Read from their sources (`cargo fetch`, then
+//! `~/.cargo/registry/src/*/`):
+//! - `hnsw` 0.11 (`src/hnsw/hnsw_const.rs`) keeps `features: Vec<T>`, its own
+//!   owned copy of every point. With the bank's own copy (needed for exact
+//!   re-ranking, persistence and merge) that is 2 × 1,536 B = 3 KB per pattern at
+//!   d = 384, over the 2 KB budget. Its metric must return an unsigned integer
+//!   (`Unit: Unsigned + Ord`), so cosine needs a lossy float→int mapping, and it
+//!   has no removal at all (prune and merge delete patterns).
+//! - `instant-distance` 0.6 (`src/lib.rs`) builds only in batch
+//!   (`Builder::build(points, values)`): no incremental insert, so each pattern
+//!   the learning loop creates would cost a full rebuild; it also owns its points.
+//!
+//! This graph therefore stores only links (`u32` ids; layer 0 in one flat array
+//! with `m0 = 2·m` slots per node, upper layers in a boxed slice per node that has
+//! any), reads vectors from the caller's arena, inserts one node at a time, and
+//! handles deletions as tombstones: a search walks through deleted nodes but only
+//! *accepted* ones (alive, and in the caller's scope) enter the result set. The
+//! bank rebuilds the graph when tombstones pass a configured fraction.
+//!
+//! Vectors are unit-normalized; distance = 1 − dot. Neighbour selection is the
+//! paper's heuristic (Algorithm 4, without extending candidates or keeping pruned
+//! ones). A node's level is drawn from a hash of (seed, node id), so a graph is
+//! reproducible and needs no random state to persist.
+
+use serde::{Deserialize, Serialize};
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+
+/// Empty link slot.
+pub(crate) const EMPTY: u32 = u32::MAX;
+/// Highest layer a node can get (level is capped here).
+const MAX_LEVEL: u8 = 15;
+
+/// Parameters of the graph.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HnswConfig {
+    /// Links per node on upper layers (layer 0 holds `2·m`).
+    pub m: usize,
+    /// Candidate list size while inserting.
+    pub ef_construction: usize,
+    /// Candidate list size while searching (raised to the number of results asked).
+    pub ef_search: usize,
+    /// Seed of the level assignment.
+    pub seed: u64,
+}
+
+impl Default for HnswConfig {
+    fn default() -> Self {
+        HnswConfig {
+            m: 16,
+            ef_construction: 100,
+            ef_search: 64,
+            seed: 0x5EED_BA4C,
+        }
+    }
+}
+
+/// Dot product. On x86-64 with AVX2 + FMA (detected at run time) an
+/// intrinsics kernel runs; everywhere else (wasm32 included) a portable loop
+/// with 16 independent lanes that the compiler vectorizes.
+#[inline]
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    debug_assert_eq!(a.len(), b.len());
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the CPU supports AVX2 and FMA (checked just above).
+            return unsafe { dot_avx2(a, b) };
+        }
+    }
+    dot_portable(a, b)
+}
+
+/// Portable dot product (16 lanes).
+#[inline]
+pub(crate) fn dot_portable(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [0.0f32; 16];
+    let ca = a.chunks_exact(16);
+    let cb = b.chunks_exact(16);
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for i in 0..16 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    let mut s = 0.0;
+    for w in acc.chunks_exact(4) {
+        s += (w[0] + w[1]) + (w[2] + w[3]);
+    }
+    for (x, y) in ra.iter().zip(rb) {
+        s += x * y;
+    }
+    s
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
+    use std::arch::x86_64::*;
+    let n = a.len().min(b.len());
+    let (pa, pb) = (a.as_ptr(), b.as_ptr());
+    let mut acc = [_mm256_setzero_ps(); 4];
+    let mut i = 0;
+    // SAFETY (all loads): i + 32 ≤ n, resp. i + 8 ≤ n, bounds both slices.
+    while i + 32 <= n {
+        for (k, a_k) in acc.iter_mut().enumerate() {
+            let x = _mm256_loadu_ps(pa.add(i + 8 * k));
+            let y = _mm256_loadu_ps(pb.add(i + 8 * k));
+            *a_k = _mm256_fmadd_ps(x, y, *a_k);
+        }
+        i += 32;
+    }
+    while i + 8 <= n {
+        let x = _mm256_loadu_ps(pa.add(i));
+        let y = _mm256_loadu_ps(pb.add(i));
+        acc[0] = _mm256_fmadd_ps(x, y, acc[0]);
+        i += 8;
+    }
+    let v = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+    let mut lanes = [0.0f32; 8];
+    _mm256_storeu_ps(lanes.as_mut_ptr(), v);
+    let mut s = ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5]))
+        + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]));
+    while i < n {
+        s += a[i] * b[i];
+        i += 1;
+    }
+    s
+}
+
+/// A (distance, node) pair ordered by distance, then node (total order).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Near {
+    pub dist: f32,
+    pub node: u32,
+}
+impl Eq for Near {}
+impl PartialOrd for Near {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Near {
+    fn cmp(&self, o: &Self) -> Ordering {
+        self.dist.total_cmp(&o.dist).then(self.node.cmp(&o.node))
+    }
+}
+
+/// Reversed order, for a min-heap.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Far(Near);
+impl PartialOrd for Far {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Far {
+    fn cmp(&self, o: &Self) -> Ordering {
+        o.0.cmp(&self.0)
+    }
+}
+
+/// Visited-node set.
+trait Visit {
+    /// `true` the first time `node` is seen.
+    fn first(&mut self, node: u32) -> bool;
+}
+
+/// Bit set, allocated per search (searches take `&self`).
+struct Bits(Vec<u64>);
+impl Visit for Bits {
+    fn first(&mut self, n: u32) -> bool {
+        let (w, b) = ((n >> 6) as usize, n & 63);
+        let seen = self.0[w] >> b & 1 == 1;
+        self.0[w] |= 1 << b;
+        !seen
+    }
+}
+
+/// Epoch marks reused across insertions (no clearing between them).
+struct Marks<'a> {
+    marks: &'a mut [u32],
+    epoch: u32,
+}
+impl Visit for Marks<'_> {
+    fn first(&mut self, n: u32) -> bool {
+        let m = &mut self.marks[n as usize];
+        if *m == self.epoch {
+            false
+        } else {
+            *m = self.epoch;
+            true
+        }
+    }
+}
+
+/// The graph. Node `i` is slot `i` of the vector arena.
+#[derive(Clone, Debug)]
+pub(crate) struct Hnsw {
+    dim: usize,
+    m: usize,
+    m0: usize,
+    ef_construction: usize,
+    seed: u64,
+    ml: f64,
+    levels: Vec<u8>,
+    layer0: Vec<u32>,
+    /// `upper[i]` holds `levels[i] · m` links (layer `l ≥ 1` at `(l−1)·m`).
+    upper: Vec<Box<[u32]>>,
+    entry: u32,
+    max_level: u8,
+    marks: Vec<u32>,
+    epoch: u32,
+}
+
+fn splitmix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+impl Hnsw {
+    pub fn new(dim: usize, cfg: &HnswConfig) -> Self {
+        let m = cfg.m.max(2);
+        Hnsw {
+            dim,
+            m,
+            m0: 2 * m,
+            ef_construction: cfg.ef_construction.max(m),
+            seed: cfg.seed,
+            ml: 1.0 / (m as f64).ln(),
+            levels: Vec::new(),
+            layer0: Vec::new(),
+            upper: Vec::new(),
+            entry: EMPTY,
+            max_level: 0,
+            marks: Vec::new(),
+            epoch: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.levels.len()
+    }
+
+    /// Bytes of every heap structure (capacities).
+    pub fn heap_bytes(&self) -> usize {
+        self.levels.capacity()
+            + self.layer0.capacity() * 4
+            + self.upper.capacity() * core::mem::size_of::<Box<[u32]>>()
+            + self.upper.iter().map(|b| b.len() * 4).sum::<usize>()
+            + self.marks.capacity() * 4
+    }
+
+    fn level_for(&self, node: u32) -> u8 {
+        let h = splitmix(self.seed ^ splitmix(node as u64));
+        // Uniform in (0, 1].
+        let u = ((h >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
+        ((-u.ln() * self.ml).floor() as u64).min(MAX_LEVEL as u64) as u8
+    }
+
+    #[inline]
+    fn vec<'a>(&self, vecs: &'a [f32], node: u32) -> &'a [f32] {
+        let s = node as usize * self.dim;
+        &vecs[s..s + self.dim]
+    }
+
+    #[inline]
+    fn links(&self, node: u32, layer: u8) -> &[u32] {
+        let full = if layer == 0 {
+            let s = node as usize * self.m0;
+            &self.layer0[s..s + self.m0]
+        } else {
+            let s = (layer as usize - 1) * self.m;
+            &self.upper[node as usize][s..s + self.m]
+        };
+        let n = full.iter().position(|&x| x == EMPTY).unwrap_or(full.len());
+        &full[..n]
+    }
+
+    fn set_links(&mut self, node: u32, layer: u8, new: &[u32]) {
+        let slot = if layer == 0 {
+            let s = node as usize * self.m0;
+            &mut self.layer0[s..s + self.m0]
+        } else {
+            let s = (layer as usize - 1) * self.m;
+            &mut self.upper[node as usize][s..s + self.m]
+        };
+        slot.fill(EMPTY);
+        slot[..new.len()].copy_from_slice(new);
+    }
+
+    /// Best-first search of one layer (Algorithm 2). Nodes failing `accept` are
+    /// walked through but never returned. Result sorted nearest first.
+    #[allow(clippy::too_many_arguments)]
+    fn search_layer(
+        &self,
+        q: &[f32],
+        vecs: &[f32],
+        entry: &[Near],
+        ef: usize,
+        layer: u8,
+        accept: &dyn Fn(u32) -> bool,
+        visited: &mut dyn Visit,
+        evals: &mut usize,
+    ) -> Vec<Near> {
+        let mut cands: BinaryHeap<Far> = BinaryHeap::with_capacity(ef * 2);
+        let mut best: BinaryHeap<Near> = BinaryHeap::with_capacity(ef + 1);
+        for &e in entry {
+            if visited.first(e.node) {
+                cands.push(Far(e));
+                if accept(e.node) {
+                    best.push(e);
+                }
+            }
+        }
+        while best.len() > ef {
+            best.pop();
+        }
+        while let Some(Far(c)) = cands.pop() {
+            if best.len() >= ef {
+                if let Some(w) = best.peek() {
+                    if c.dist > w.dist {
+                        break;
+                    }
+                }
+            }
+            for &nb in self.links(c.node, layer) {
+                if !visited.first(nb) {
+                    continue;
+                }
+                let d = 1.0 - dot(q, self.vec(vecs, nb));
+                *evals += 1;
+                let worst = best.peek().map_or(f32::INFINITY, |w| w.dist);
+                if best.len() < ef || d < worst {
+                    let n = Near { dist: d, node: nb };
+                    cands.push(Far(n));
+                    if accept(nb) {
+                        best.push(n);
+                        if best.len() > ef {
+                            best.pop();
+                        }
+                    }
+                }
+            }
+        }
+        best.into_sorted_vec()
+    }
+
+    /// Heuristic neighbour selection (Algorithm 4): walk candidates nearest
+    /// first and keep one only if it is nearer to the base than to every
+    /// neighbour already kept. `cands` must be sorted nearest first.
+    fn select(&self, vecs: &[f32], cands: &[Near], max: usize) -> Vec<u32> {
+        let mut kept: Vec<u32> = Vec::with_capacity(max);
+        for c in cands {
+            if kept.len() >= max {
+                break;
+            }
+            let cv = self.vec(vecs, c.node);
+            let diverse = kept
+                .iter()
+                .all(|&r| 1.0 - dot(cv, self.vec(vecs, r)) >= c.dist);
+            if diverse {
+                kept.push(c.node);
+            }
+        }
+        kept
+    }
+
+    /// Add node `self.len()` (its vector must already be in `vecs`).
+    pub fn insert(&mut self, vecs: &[f32]) {
+        let node = self.levels.len() as u32;
+        let level = self.level_for(node);
+        super::reserve_modest(&mut self.levels, 1);
+        super::reserve_modest(&mut self.layer0, self.m0);
+        super::reserve_modest(&mut self.upper, 1);
+        super::reserve_modest(&mut self.marks, 1);
+        self.levels.push(level);
+        self.layer0.extend(std::iter::repeat_n(EMPTY, self.m0));
+        self.upper
+            .push(vec![EMPTY; level as usize * self.m].into_boxed_slice());
+        self.marks.push(0);
+        if self.entry == EMPTY {
+            self.entry = node;
+            self.max_level = level;
+            return;
+        }
+        let q = self.vec(vecs, node).to_vec();
+        let mut evals = 0;
+        let all = |_: u32| true;
+        let mut ep = vec![Near {
+            dist: 1.0 - dot(&q, self.vec(vecs, self.entry)),
+            node: self.entry,
+        }];
+        let mut marks = std::mem::take(&mut self.marks);
+        let mut layer = self.max_level;
+        while layer > level {
+            self.next_epoch(&mut marks);
+            let mut v = Marks {
+                marks: &mut marks,
+                epoch: self.epoch,
+            };
+            ep = self.search_layer(&q, vecs, &ep, 1, layer, &all, &mut v, &mut evals);
+            layer -= 1;
+        }
+        let top = level.min(self.max_level);
+        for layer in (0..=top).rev() {
+            self.next_epoch(&mut marks);
+            let mut v = Marks {
+                marks: &mut marks,
+                epoch: self.epoch,
+            };
+            let w = self.search_layer(
+                &q,
+                vecs,
+                &ep,
+                self.ef_construction,
+                layer,
+                &all,
+                &mut v,
+                &mut evals,
+            );
+            let chosen = self.select(vecs, &w, self.m);
+            self.set_links(node, layer, &chosen);
+            let cap = if layer == 0 { self.m0 } else { self.m };
+            for &nb in &chosen {
+                self.link_back(vecs, nb, node, layer, cap);
+            }
+            ep = w;
+        }
+        self.marks = marks;
+        if level > self.max_level {
+            self.max_level = level;
+            self.entry = node;
+        }
+    }
+
+    fn next_epoch(&mut self, marks: &mut [u32]) {
+        self.epoch = self.epoch.wrapping_add(1);
+        if self.epoch == 0 {
+            marks.fill(0);
+            self.epoch = 1;
+        }
+    }
+
+    fn link_back(&mut self, vecs: &[f32], from: u32, to: u32, layer: u8, cap: usize) {
+        let cur = self.links(from, layer);
+        if cur.len() < cap {
+            let mut v = cur.to_vec();
+            v.push(to);
+            self.set_links(from, layer, &v);
+            return;
+        }
+        let base = self.vec(vecs, from);
+        let mut cands: Vec<Near> = cur
+            .iter()
+            .chain(std::iter::once(&to))
+            .map(|&n| Near {
+                dist: 1.0 - dot(base, self.vec(vecs, n)),
+                node: n,
+            })
+            .collect();
+        cands.sort_unstable();
+        let kept = self.select(vecs, &cands, cap);
+        self.set_links(from, layer, &kept);
+    }
+
+    /// The `k` accepted nodes nearest to unit vector `q`, as (similarity, node),
+    /// most similar first, and the number of distance evaluations.
+    pub fn search(
+        &self,
+        q: &[f32],
+        vecs: &[f32],
+        k: usize,
+        ef: usize,
+        accept: &dyn Fn(u32) -> bool,
+    ) -> (Vec<(f32, u32)>, usize) {
+        if self.entry == EMPTY || k == 0 {
+            return (Vec::new(), 0);
+        }
+        let mut evals = 1;
+        let all = |_: u32| true;
+        let mut ep = vec![Near {
+            dist: 1.0 - dot(q, self.vec(vecs, self.entry)),
+            node: self.entry,
+        }];
+        for layer in (1..=self.max_level).rev() {
+            let mut v = Bits(vec![0; self.len().div_ceil(64)]);
+            ep = self.search_layer(q, vecs, &ep, 1, layer, &all, &mut v, &mut evals);
+        }
+        let mut v = Bits(vec![0; self.len().div_ceil(64)]);
+        let w = self.search_layer(q, vecs, &ep, ef.max(k), 0, accept, &mut v, &mut evals);
+        (
+            w.into_iter()
+                .take(k)
+                .map(|n| (1.0 - n.dist, n.node))
+                .collect(),
+            evals,
+        )
+    }
+
+    /// Append the graph to `out` (little-endian): m, ef_construction, seed,
+    /// entry, max level, node count, levels, layer-0 links, upper links.
+    pub fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&(self.m as u32).to_le_bytes());
+        out.extend_from_slice(&(self.ef_construction as u32).to_le_bytes());
+        out.extend_from_slice(&self.seed.to_le_bytes());
+        out.extend_from_slice(&self.entry.to_le_bytes());
+        out.push(self.max_level);
+        out.extend_from_slice(&(self.len() as u64).to_le_bytes());
+        out.extend_from_slice(&self.levels);
+        for &x in &self.layer0 {
+            out.extend_from_slice(&x.to_le_bytes());
+        }
+        for b in &self.upper {
+            for &x in b.iter() {
+                out.extend_from_slice(&x.to_le_bytes());
+            }
+        }
+    }
+
+    /// Read a graph written by [`Hnsw::write`] and check that it is consistent
+    /// with `n_nodes` vectors of `dim` floats. `Err` names the first problem.
+    pub fn read(r: &mut Reader<'_>, dim: usize, n_nodes: usize) -> Result<Self, String> {
+        let m = r.u32()? as usize;
+        let efc = r.u32()? as usize;
+        let seed = r.u64()?;
+        let entry = r.u32()?;
+        let max_level = r.u8()?;
+        let n = r.u64()? as usize;
+        if !(2..=1024).contains(&m) {
+            return Err(format!("graph m = {m} out of range"));
+        }
+        if n != n_nodes {
+            return Err(format!("graph has {n} nodes, bank has {n_nodes} slots"));
+        }
+        let mut g = Hnsw::new(
+            dim,
+            &HnswConfig {
+                m,
+                ef_construction: efc,
+                ef_search: 0,
+                seed,
+            },
+        );
+        g.levels = r.bytes(n)?.to_vec();
+        if let Some(&bad) = g.levels.iter().find(|&&l| l > MAX_LEVEL) {
+            return Err(format!("graph level {bad} above {MAX_LEVEL}"));
+        }
+        let l0 = n
+            .checked_mul(g.m0)
+            .ok_or_else(|| "graph size overflows".to_string())?;
+        g.layer0 = r.u32s(l0)?;
+        g.upper = Vec::with_capacity(n);
+        for i in 0..n {
+            let k = g.levels[i] as usize * m;
+            g.upper.push(r.u32s(k)?.into_boxed_slice());
+        }
+        let top = g.levels.iter().copied().max().unwrap_or(0);
+        if n > 0 {
+            if entry as usize >= n || g.levels[entry as usize] != max_level || max_level != top {
+                return Err("graph entry point is inconsistent".into());
+            }
+        } else if entry != EMPTY {
+            return Err("empty graph with an entry point".into());
+        }
+        let bad_link = |x: &u32| *x != EMPTY && *x as usize >= n;
+        if g.layer0.iter().any(bad_link) || g.upper.iter().any(|b| b.iter().any(bad_link)) {
+            return Err("graph link points past the last node".into());
+        }
+        g.entry = entry;
+        g.max_level = max_level;
+        g.marks = vec![0; n];
+        Ok(g)
+    }
+}
+
+/// Little-endian cursor over a byte slice; every read checks the length.
+pub(crate) struct Reader<'a> {
+    pub buf: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    pub fn bytes(&mut self, n: usize) -> Result<&'a [u8], String> {
+        if self.buf.len() < n {
+            return Err(format!(
+                "unexpected end of data (need {n} bytes, {} left)",
+                self.buf.len()
+            ));
+        }
+        let (a, b) = self.buf.split_at(n);
+        self.buf = b;
+        Ok(a)
+    }
+    pub fn u8(&mut self) -> Result<u8, String> {
+        Ok(self.bytes(1)?[0])
+    }
+    pub fn u32(&mut self) -> Result<u32, String> {
+        Ok(u32::from_le_bytes(self.bytes(4)?.try_into().expect("4")))
+    }
+    pub fn u64(&mut self) -> Result<u64, String> {
+        Ok(u64::from_le_bytes(self.bytes(8)?.try_into().expect("8")))
+    }
+    pub fn u32s(&mut self, n: usize) -> Result<Vec<u32>, String> {
+        let b = self.bytes(
+            n.checked_mul(4)
+                .ok_or_else(|| "length overflows".to_string())?,
+        )?;
+        Ok(b.chunks_exact(4)
+            .map(|c| u32::from_le_bytes(c.try_into().expect("4")))
+            .collect())
+    }
+    pub fn f32s(&mut self, n: usize) -> Result<Vec<f32>, String> {
+        let b = self.bytes(
+            n.checked_mul(4)
+                .ok_or_else(|| "length overflows".to_string())?,
+        )?;
+        Ok(b.chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().expect("4")))
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::Rng;
+
+    fn unit(rng: &mut Rng, d: usize) -> Vec<f32> {
+        let mut v: Vec<f32> = (0..d).map(|_| rng.normal()).collect();
+        let n = dot(&v, &v).sqrt();
+        v.iter_mut().for_each(|x| *x /= n);
+        v
+    }
+
+    fn exact(
+        q: &[f32],
+        vecs: &[f32],
+        d: usize,
+        k: usize,
+        accept: &dyn Fn(u32) -> bool,
+    ) -> Vec<u32> {
+        let mut s: Vec<Near> = vecs
+            .chunks_exact(d)
+            .enumerate()
+            .filter(|(i, _)| accept(*i as u32))
+            .map(|(i, v)| Near {
+                dist: 1.0 - dot(q, v),
+                node: i as u32,
+            })
+            .collect();
+        s.sort_unstable();
+        s.into_iter().take(k).map(|n| n.node).collect()
+    }
+
+    #[test]
+    fn dot_matches_naive_sum_for_odd_lengths() {
+        let mut rng = Rng::new(3);
+        for d in [1, 7, 8, 9, 16, 33, 64, 100, 384] {
+            let a: Vec<f32> = (0..d).map(|_| rng.normal()).collect();
+            let b: Vec<f32> = (0..d).map(|_| rng.normal()).collect();
+            let naive: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+            assert!((dot(&a, &b) - naive).abs() < 1e-4);
+            assert!((dot_portable(&a, &b) - naive).abs() < 1e-4);
+        }
+    }
+
+    #[test]
+    fn recall_against_exact_search_and_tombstones_are_never_returned() {
+        let (d, n) = (16, 1500);
+        let mut rng = Rng::new(11);
+        let mut vecs = Vec::new();
+        let mut g = Hnsw::new(
+            d,
+            &HnswConfig {
+                m: 8,
+                ef_construction: 64,
+                ef_search: 64,
+                seed: 1,
+            },
+        );
+        for _ in 0..n {
+            vecs.extend(unit(&mut rng, d));
+            g.insert(&vecs);
+        }
+        let dead = |i: u32| i % 3 == 0;
+        let accept = |i: u32| !dead(i);
+        let (mut hit, mut total) = (0, 0);
+        for _ in 0..50 {
+            let q = unit(&mut rng, d);
+            let truth = exact(&q, &vecs, d, 10, &accept);
+            let (got, evals) = g.search(&q, &vecs, 10, 64, &accept);
+            assert!(evals < n, "search should not scan everything");
+            assert!(got.iter().all(|&(_, i)| accept(i)));
+            assert!(got.windows(2).all(|w| w[0].0 >= w[1].0));
+            hit += got.iter().filter(|(_, i)| truth.contains(i)).count();
+            total += truth.len();
+        }
+        let recall = hit as f64 / total as f64;
+        assert!(recall >= 0.9, "recall@10 = {recall}");
+    }
+
+    #[test]
+    fn write_read_round_trip_and_corrupt_links_are_rejected() {
+        let (d, n) = (8, 200);
+        let mut rng = Rng::new(5);
+        let mut vecs = Vec::new();
+        let mut g = Hnsw::new(d, &HnswConfig::default());
+        for _ in 0..n {
+            vecs.extend(unit(&mut rng, d));
+            g.insert(&vecs);
+        }
+        let mut buf = Vec::new();
+        g.write(&mut buf);
+        let h = Hnsw::read(&mut Reader { buf: &buf }, d, n).unwrap();
+        assert_eq!(h.levels, g.levels);
+        assert_eq!(h.layer0, g.layer0);
+        assert_eq!(h.upper, g.upper);
+        assert!(Hnsw::read(&mut Reader { buf: &buf }, d, n + 1).is_err());
+        assert!(Hnsw::read(
+            &mut Reader {
+                buf: &buf[..buf.len() - 1]
+            },
+            d,
+            n
+        )
+        .is_err());
+        // A link pointing past the end (layer 0 starts after the 29-byte head + levels).
+        let mut bad = buf.clone();
+        let at = 29 + n;
+        bad[at..at + 4].copy_from_slice(&(n as u32 + 5).to_le_bytes());
+        assert!(Hnsw::read(&mut Reader { buf: &bad }, d, n).is_err());
+    }
+}
