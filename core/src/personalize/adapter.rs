@@ -195,8 +195,8 @@ pub fn load_adapter(
 
 /// The spec's AdaptEmbeddings: `(W' q, magnitude)` with
 /// `magnitude = ‖W' q − W q‖ / ‖W q‖` (both tiers' change relative to the base
-/// projection; 0 when both are zero, and `‖W' q − W q‖ / f32::MIN_POSITIVE`
-/// if only the base output is zero).
+/// projection; 0 when both are zero, and `‖W' q − W q‖ / f32::MIN_POSITIVE`,
+/// capped at `f32::MAX`, if only the base output is zero).
 pub fn adapt_embeddings(
     adapter: &Adapter,
     base_embedding: &[f32],
@@ -313,7 +313,7 @@ impl Adapter {
         Ok(if delta_sq == 0.0 {
             0.0
         } else {
-            delta_sq.sqrt() / base_sq.sqrt().max(f32::MIN_POSITIVE)
+            (delta_sq.sqrt() / base_sq.sqrt().max(f32::MIN_POSITIVE)).min(f32::MAX)
         })
     }
 
