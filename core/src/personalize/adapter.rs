@@ -475,6 +475,17 @@ impl Adapter {
         let lr = self.cfg.lr_at(self.st.interaction_count);
         let saved = (self.st.a.clone(), self.st.b.clone(), self.st.ewc.clone());
         let (before, after, penalty) = self.learn(&set, lr);
+        if let Some(max) = self.cfg.max_update_norm {
+            let (d, r) = (self.cfg.d, self.cfg.rank);
+            let norm = delta_frobenius(&self.st.a, &self.st.b, d, r, self.cfg.scale());
+            if norm > max {
+                let s = max / norm;
+                self.st.b.iter_mut().for_each(|x| *x *= s);
+                if self.cfg.ewc_anchor == EwcAnchor::Consolidated {
+                    self.st.ewc.anchor_b.copy_from_slice(&self.st.b);
+                }
+            }
+        }
         let st = &self.st;
         if !(after.is_finite()
             && penalty.is_finite()
