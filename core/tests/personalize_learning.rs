@@ -213,11 +213,18 @@ fn small_cfg() -> PersonalizeConfig {
 }
 
 fn learning_case(base: BaseProjection, label: &str) {
-    let cfg = PersonalizeConfig {
-        d: base.d(),
-        rank: 8,
-        ..Default::default()
-    };
+    learning_case_cfg(
+        PersonalizeConfig {
+            d: base.d(),
+            rank: 8,
+            ..Default::default()
+        },
+        base,
+        label,
+    )
+}
+
+fn learning_case_cfg(cfg: PersonalizeConfig, base: BaseProjection, label: &str) {
     let cat = Catalog::new(cfg.d, 40, 12, 7);
     let mut rng = Rng::new(99);
     let q = cat.neutral(&mut Rng::new(1234));
@@ -264,6 +271,21 @@ fn learning_identity_base_ranks_thrillers_up_and_comedies_down() {
 #[test]
 fn learning_identity_base_at_d384() {
     learning_case(BaseProjection::identity(384), "identity W, d=384");
+}
+
+/// With the update norm capped at 1 (‖ΔW_u q‖ ≤ ‖W q‖ for unit q) the
+/// viewer's preference is still learned.
+#[test]
+fn learning_with_capped_update_norm() {
+    let cfg = PersonalizeConfig {
+        max_update_norm: Some(1.0),
+        ..small_cfg()
+    };
+    learning_case_cfg(
+        cfg,
+        BaseProjection::identity(32),
+        "identity W, update norm <= 1",
+    );
 }
 
 #[test]

@@ -195,8 +195,8 @@ pub fn load_adapter(
 
 /// The spec's AdaptEmbeddings: `(W' q, magnitude)` with
 /// `magnitude = ‖W' q − W q‖ / ‖W q‖` (both tiers' change relative to the base
-/// projection; 0 when both are zero, and `‖W' q − W q‖ / f32::MIN_POSITIVE`
-/// if only the base output is zero).
+/// projection; 0 when both are zero, and `‖W' q − W q‖ / f32::MIN_POSITIVE`,
+/// capped at `f32::MAX`, if only the base output is zero).
 pub fn adapt_embeddings(
     adapter: &Adapter,
     base_embedding: &[f32],
@@ -313,7 +313,7 @@ impl Adapter {
         Ok(if delta_sq == 0.0 {
             0.0
         } else {
-            delta_sq.sqrt() / base_sq.sqrt().max(f32::MIN_POSITIVE)
+            (delta_sq.sqrt() / base_sq.sqrt().max(f32::MIN_POSITIVE)).min(f32::MAX)
         })
     }
 
@@ -475,6 +475,17 @@ impl Adapter {
         let lr = self.cfg.lr_at(self.st.interaction_count);
         let saved = (self.st.a.clone(), self.st.b.clone(), self.st.ewc.clone());
         let (before, after, penalty) = self.learn(&set, lr);
+        if let Some(max) = self.cfg.max_update_norm {
+            let (d, r) = (self.cfg.d, self.cfg.rank);
+            let norm = delta_frobenius(&self.st.a, &self.st.b, d, r, self.cfg.scale());
+            if norm > max {
+                let s = max / norm;
+                self.st.b.iter_mut().for_each(|x| *x *= s);
+                if self.cfg.ewc_anchor == EwcAnchor::Consolidated {
+                    self.st.ewc.anchor_b.copy_from_slice(&self.st.b);
+                }
+            }
+        }
         let st = &self.st;
         if !(after.is_finite()
             && penalty.is_finite()

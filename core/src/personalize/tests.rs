@@ -907,3 +907,30 @@ fn global_adapter_bytes_round_trip() {
         Err(PersonalizeError::Mismatch { .. })
     ));
 }
+
+#[test]
+fn max_update_norm_bounds_the_personal_update() {
+    let capped = PersonalizeConfig {
+        max_update_norm: Some(0.5),
+        ..cfg(16)
+    };
+    let free = cfg(16);
+    let (mut a, mut b) = (adapter(&capped), adapter(&free));
+    for t in 0..4 {
+        feed(&mut a, 5, t * 10_000, &mut Rng::new(t as u64));
+        feed(&mut b, 5, t * 10_000, &mut Rng::new(t as u64));
+    }
+    let (na, nb) = (a.stats().update_norm, b.stats().update_norm);
+    assert_eq!(a.stats().adaptations, 4);
+    assert!(nb > 0.5, "unconstrained norm {nb}");
+    assert!(na <= 0.5 * (1.0 + 1e-4), "capped norm {na}");
+    // The capped adapter still moved (B ≠ 0) and its anchor is its current state.
+    assert!(na > 0.1);
+    assert_eq!(a.st.ewc.anchor_b, a.st.b);
+    assert!(PersonalizeConfig {
+        max_update_norm: Some(0.0),
+        ..cfg(16)
+    }
+    .validate()
+    .is_err());
+}
