@@ -1,5 +1,6 @@
 //! The `sona` command.
 
+mod attention_cmd;
 mod dataset;
 mod eval_cmd;
 mod route_cmd;
@@ -24,6 +25,10 @@ enum Cmd {
     SelectModel(route_cmd::SelectArgs),
     /// Train the FastGRNN router on generated queries and write an int8 model file.
     TrainRouter(train_router::TrainArgs),
+    /// Train the attention selector (writes models/attention-selector.{bin,md}).
+    TrainAttention(attention_cmd::TrainAttentionArgs),
+    /// Pick the top-3 attention mechanisms for a query; prints JSON.
+    SelectAttention(attention_cmd::SelectAttentionArgs),
 }
 
 fn main() {
@@ -32,6 +37,8 @@ fn main() {
         Cmd::Route(a) => route_cmd::run_route(a),
         Cmd::SelectModel(a) => route_cmd::run_select(a).map(|_| 0),
         Cmd::TrainRouter(a) => train_router::run(a).map(|_| 0),
+        Cmd::TrainAttention(a) => attention_cmd::train(&a).map(|_| 0),
+        Cmd::SelectAttention(a) => attention_cmd::select(&a).map(|_| 0),
     };
     match res {
         Ok(code) => std::process::exit(code),

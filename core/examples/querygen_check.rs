@@ -13,7 +13,7 @@ use sona_core::router::querygen::{
     generate_splits, parse_labeled_tsv, template_count, CatalogFacts, LabeledQuery,
 };
 use sona_core::router::tokenizer::TokenizerConfig;
-use sona_core::router::{train_text, InputKind, ModelConfig, Pool, Route, TrainConfig};
+use sona_core::router::{train_text, InputKind, ModelConfig, Route, TrainConfig};
 
 const DIM: usize = 1 << 18;
 
@@ -180,7 +180,7 @@ fn main() {
             n_classes: Route::COUNT,
             w_rank: None,
             u_rank: None,
-            pool: Pool::Last,
+            pool: Default::default(),
         };
         let names: Vec<String> = Route::ALL.iter().map(|r| r.name().to_string()).collect();
         let texts: Vec<&str> = s.train.iter().map(|q| q.text.as_str()).collect();
