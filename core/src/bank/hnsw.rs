@@ -8,12 +8,14 @@
 //! - `hnsw` 0.11 (`src/hnsw/hnsw_const.rs`) keeps `features: Vec<T>`, its own
 //!   owned copy of every point. With the bank's own copy (needed for exact
 //!   re-ranking, persistence and merge) that is 2 × 1,536 B = 3 KB per pattern at
-//!   d = 384, over the 2 KB budget. Its metric must return an unsigned integer
-//!   (`Unit: Unsigned + Ord`), so cosine needs a lossy float→int mapping, and it
-//!   has no removal at all (prune and merge delete patterns).
+//!   d = 384, over the 2 KB budget. Its metric is `space` 0.17's `Metric<P>`,
+//!   whose distance must be an unsigned integer (`type Unit: Unsigned + Ord +
+//!   Copy`), so cosine needs a float→bits mapping; and it has no removal at all
+//!   (no `remove`/`delete` in `src/`), while prune and merge delete patterns.
 //! - `instant-distance` 0.6 (`src/lib.rs`) builds only in batch
 //!   (`Builder::build(points, values)`): no incremental insert, so each pattern
-//!   the learning loop creates would cost a full rebuild; it also owns its points.
+//!   the learning loop creates would cost a full rebuild, and no removal; it
+//!   also owns its points (`Vec<P>`), the same double copy.
 //!
 //! This graph therefore stores only links (`u32` ids; layer 0 in one flat array
 //! with `m0 = 2·m` slots per node, upper layers in a boxed slice per node that has
