@@ -4,7 +4,7 @@
 //! [`Classifier`] (here with 12 classes, one per mechanism of
 //! [`SELECTOR_MECHANISMS`]), its training entry point [`train_text`] and its model file
 //! format ([`Model`]). Multi-intent queries are trained with soft targets
-//! ([`target_distribution`]) realised as repeated rows ([`label_counts`]).
+//! ([`super::selector_data::target_distribution`]) realised as repeated rows ([`label_counts`]).
 //!
 //! [`AttentionSelector::select`] returns the three most probable mechanisms with their
 //! probabilities renormalised to sum to 1; [`apply_combined`] runs them through the
@@ -106,8 +106,8 @@ impl AttentionSelector {
     }
 }
 
-/// Top three of a probability vector over [`SELECTOR_MECHANISMS`], renormalised.
-pub fn top3(p: &[f32]) -> [Selection; 3] {
+/// Top three of a probability vector over [`SELECTOR_MECHANISMS`] (length 12), renormalised.
+pub(crate) fn top3(p: &[f32]) -> [Selection; 3] {
     let mut idx: Vec<usize> = (0..p.len()).collect();
     idx.sort_by(|&a, &b| p[b].total_cmp(&p[a]).then(a.cmp(&b)));
     let z: f32 = idx[..3]
@@ -410,6 +410,44 @@ mod tests {
         }];
         assert!(apply_combined(&reg, &inp, &nan, &mut out).is_err());
         assert_eq!(out, before);
+    }
+
+    #[test]
+    fn worked_example_end_to_end_on_a_small_catalog_graph() {
+        // Select for the worked example, then mix the three mechanisms on a 6-item graph
+        // with hop positions and edge features.
+        use crate::attention::{EdgeFeats, Extras, Positions};
+        let sel = shipped()
+            .select("Find sci-fi shows similar to Stranger Things on my platforms")
+            .unwrap();
+        let reg = Registry::new(RegistryConfig {
+            d: 8,
+            d_v: 4,
+            d_e: 2,
+            seed: 9,
+        })
+        .unwrap();
+        let (q, k, v) = rand_qkv(5, 6, 6, 8, 4);
+        let pos = [0.0f32, 1.0, 1.0, 2.0, 2.0, 3.0];
+        let mut rng = Rng::new(2);
+        let ef = rand_vec(&mut rng, 6 * 6 * 2, 1.0);
+        let ex = Extras {
+            positions: Some(Positions { q: &pos, k: &pos }),
+            edge_feats: Some(EdgeFeats { data: &ef, d_e: 2 }),
+            ..Default::default()
+        };
+        let inp = AttnInput::new(&q, &k, &v, 6, 6, 8, 4).with_extras(ex);
+        let mut out = vec![0.0; 24];
+        apply_combined(&reg, &inp, &sel, &mut out).unwrap();
+        let mut want = vec![0.0f32; 24];
+        for s in &sel {
+            let mut o = vec![0.0; 24];
+            reg.forward(s.mechanism, &inp, &mut o).unwrap();
+            want.iter_mut()
+                .zip(&o)
+                .for_each(|(w, x)| *w += s.weight * x);
+        }
+        assert_close(&out, &want, 1e-6);
     }
 
     #[test]
