@@ -17,6 +17,7 @@ use sona_core::recommend::fusion::{rrf, Component, Fusion, FusionConfig, DEFAULT
 use sona_core::recommend::graph::{GraphConfig, GraphSage};
 use sona_core::recommend::item_knn::{ItemKnn, ItemKnnConfig};
 use sona_core::recommend::popularity::Popularity;
+use sona_core::recommend::sona::{Sona, SonaConfig};
 use sona_core::recommend::OnlineRecommender;
 
 use crate::dataset::load_dir;
@@ -235,6 +236,13 @@ fn build_systems(
         )
     })?;
     out.push(Box::new(bpr.clone()));
+    out.push(Box::new(Sona::new(
+        bpr.clone(),
+        &SonaConfig {
+            seed: seed ^ 0x50,
+            ..Default::default()
+        },
+    )?));
     let ease = match timed("ease", || {
         Ease::train(
             train,
