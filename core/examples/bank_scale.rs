@@ -9,7 +9,8 @@
 //! ```
 //! Options: `--uniform` (random on the sphere instead of 1,000 Gaussian
 //! clusters in 50 topics), `--m M`, `--ef-construction E`, `--ef-search E` (comma list to
-//! sweep), `--queries Q` (default 200), `--dim D` (default 384).
+//! sweep), `--queries Q` (default 200), `--dim D` (default 384),
+//! `--no-keep-pruned` (heuristic links only).
 
 #[path = "common/bank_data.rs"]
 mod bank_data;
@@ -37,6 +38,7 @@ fn main() {
     while i < args.len() {
         match args[i].as_str() {
             "--uniform" => data = Data::Uniform,
+            "--no-keep-pruned" => cfg.hnsw.keep_pruned = false,
             "--m" => {
                 cfg.hnsw.m = val(i).parse().expect("--m");
                 i += 1
@@ -65,8 +67,8 @@ fn main() {
         i += 1;
     }
     println!(
-        "bank_scale: n={n} dim={} data={data:?} m={} ef_construction={}",
-        cfg.dim, cfg.hnsw.m, cfg.hnsw.ef_construction
+        "bank_scale: n={n} dim={} data={data:?} m={} ef_construction={} keep_pruned={}",
+        cfg.dim, cfg.hnsw.m, cfg.hnsw.ef_construction, cfg.hnsw.keep_pruned
     );
     let mut gen = Generator::new(cfg.dim, data, 42);
     let mut bank = ReasoningBank::new(cfg.clone()).expect("valid config");
@@ -99,6 +101,20 @@ fn main() {
         heap as f64 / n as f64,
         cfg.dim * 4
     );
+
+    let t = Instant::now();
+    let bytes = bank.to_bytes();
+    let ser = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let back = ReasoningBank::from_bytes(&bytes).expect("own bytes load");
+    println!(
+        "persist: {} bytes ({:.0} bytes/pattern), to_bytes {ser:.2} s, from_bytes {:.2} s",
+        bytes.len(),
+        bytes.len() as f64 / n as f64,
+        t.elapsed().as_secs_f64()
+    );
+    assert_eq!(back.len(), bank.len());
+    drop((back, bytes));
 
     let qs: Vec<Vec<f32>> = (0..queries).map(|_| gen.embedding()).collect();
     let ctx = PatternContext::default();

@@ -30,6 +30,8 @@ pub mod moe;
 pub mod multi_head;
 pub mod neighborhood;
 pub mod registry;
+pub mod selector;
+pub mod selector_data;
 pub mod sparse;
 
 pub use registry::{build, MechanismInfo, Registry, RegistryConfig, MECHANISMS};
