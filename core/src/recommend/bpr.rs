@@ -237,6 +237,32 @@ impl Bpr {
             .collect()
     }
 
+    /// The user's factor vector (zeros for users the model has never seen).
+    pub fn user_vector(&self, user: u32) -> Vec<f32> {
+        let d = self.cfg.factors;
+        self.p
+            .get(user as usize * d..(user as usize + 1) * d)
+            .map_or_else(|| vec![0.0; d], |v| v.to_vec())
+    }
+
+    /// Item biases.
+    pub fn item_bias(&self) -> &[f32] {
+        &self.b
+    }
+
+    pub fn factors(&self) -> usize {
+        self.cfg.factors
+    }
+
+    pub fn n_items(&self) -> usize {
+        self.n_items
+    }
+
+    /// Sorted distinct items the user has interacted with (training + observed).
+    pub fn seen(&self, user: u32) -> &[u32] {
+        self.seen.get(user as usize).map_or(&[], |v| v.as_slice())
+    }
+
     /// Item factor vectors (`n_items × factors`, row-major).
     pub fn item_factors(&self) -> &[f32] {
         &self.q

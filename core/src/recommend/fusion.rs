@@ -214,7 +214,8 @@ impl Fusion {
             }
         }
         match contributions.first() {
-            Some(c) => format!("Ranked #{} by {}", c.rank, c.role),
+            Some(c) if c.rank > 0 => format!("Ranked #{} by {}", c.rank, c.role),
+            Some(c) => format!("Recommended by {}", c.role),
             None => String::new(),
         }
     }
@@ -226,7 +227,7 @@ impl OnlineRecommender for Fusion {
     }
 
     fn recommend(&self, user: u32, k: usize, exclude: &[bool], now: i64) -> Vec<u32> {
-        self.recommend_explained(user, k, exclude, now)
+        self.fuse(user, k, exclude, now)
             .into_iter()
             .map(|r| r.item)
             .collect()
@@ -249,10 +250,32 @@ impl OnlineRecommender for Fusion {
     }
 
     fn explain(&self, user: u32, item: u32, now: i64) -> Option<Reason> {
-        let r = self.recommend_explained(user, self.cfg.depth, &[], now);
-        r.into_iter()
-            .find(|r| r.item == item)
-            .map(|r| Reason::Text(r.explanation))
+        if item as usize >= self.titles.len() {
+            return None;
+        }
+        // Contributions from the fused lists when the item is in them (no exclusion
+        // mask here, so seen items may push it out); otherwise ask the components
+        // in order of weight.
+        let r = self.fuse(user, self.cfg.depth, &[], now);
+        let contributions = match r.into_iter().find(|r| r.item == item) {
+            Some(hit) => hit.contributions,
+            None => {
+                let mut c: Vec<Contribution> = self
+                    .components
+                    .iter()
+                    .filter(|c| c.weight > 0.0)
+                    .map(|c| Contribution {
+                        role: c.role.clone(),
+                        rank: 0,
+                        value: c.weight,
+                    })
+                    .collect();
+                c.sort_by(|a, b| b.value.total_cmp(&a.value).then(a.role.cmp(&b.role)));
+                c
+            }
+        };
+        let text = self.explanation(user, item, now, &contributions);
+        (!text.is_empty()).then_some(Reason::Text(text))
     }
 }
 
@@ -323,6 +346,12 @@ mod tests {
         // Changing the weights changes the order.
         let g = fusion(0.9, 0.1);
         assert_eq!(g.recommend(0, 2, &[], 0), [0, 2]);
+        // explain() works for items outside the fused lists too.
+        assert_eq!(
+            f.explain(0, 4, 0),
+            Some(Reason::Text("Because you watched The Godfather".into()))
+        );
+        assert_eq!(f.explain(0, 9, 0), None);
         // The list-level function agrees with the model.
         let plain = rrf(&[&[0, 1, 2], &[2, 3, 0]], &[0.3, 0.4], 60.0, 4);
         assert_eq!(plain.iter().map(|x| x.0).collect::<Vec<_>>(), [2, 0, 3, 1]);

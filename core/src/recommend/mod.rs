@@ -10,6 +10,7 @@
 //! - [`graph`]: GraphSAGE-style mean aggregation over the user–item–genre graph, BPR.
 //! - [`context`]: time-of-day / day-of-week item priors.
 //! - [`fusion`]: weighted reciprocal rank fusion with explanations.
+//! - [`sona`]: BPR-MF plus the on-device LoRA + EWC++ adapter of [`crate::personalize`].
 //! - [`linalg`]: dense SPD inverse (Cholesky) used by EASE.
 
 pub mod bpr;
@@ -21,6 +22,7 @@ pub mod graph;
 pub mod item_knn;
 pub mod linalg;
 pub mod popularity;
+pub mod sona;
 
 use crate::data::{Dataset, Interaction};
 
@@ -37,6 +39,8 @@ pub enum RecommendError {
     UserOutOfRange { user: u32, n_users: usize },
     #[error("interaction has a non-finite rating or timestamp")]
     NonFinite,
+    #[error("personalization: {0}")]
+    Personalize(String),
     #[error("matrix is not positive definite (pivot {pivot} = {value})")]
     NotPositiveDefinite { pivot: usize, value: f64 },
 }
