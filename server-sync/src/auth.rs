@@ -78,7 +78,9 @@ pub fn random_secret() -> std::io::Result<String> {
 
 impl Auth {
     pub fn new(secret: &[u8]) -> Self {
-        Auth { key: secret.to_vec() }
+        Auth {
+            key: secret.to_vec(),
+        }
     }
 
     fn mac(&self, body: &str) -> HmacSha256 {
@@ -88,7 +90,11 @@ impl Auth {
     }
 
     pub fn issue(&self, role: Role, user_id: &str, expires: i64) -> String {
-        let body = format!("sona1.{}.{}.{expires}", role.as_str(), hex(user_id.as_bytes()));
+        let body = format!(
+            "sona1.{}.{}.{expires}",
+            role.as_str(),
+            hex(user_id.as_bytes())
+        );
         let sig = self.mac(&body).finalize().into_bytes();
         format!("{body}.{}", hex(&sig))
     }
@@ -97,11 +103,17 @@ impl Auth {
         let (body, sig) = token.rsplit_once('.').ok_or(AuthError::Malformed)?;
         let sig = unhex(sig).ok_or(AuthError::Malformed)?;
         // Constant-time comparison.
-        self.mac(body).verify_slice(&sig).map_err(|_| AuthError::BadSignature)?;
+        self.mac(body)
+            .verify_slice(&sig)
+            .map_err(|_| AuthError::BadSignature)?;
         let mut parts = body.split('.');
-        let (Some("sona1"), Some(role), Some(user), Some(exp), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
-        else {
+        let (Some("sona1"), Some(role), Some(user), Some(exp), None) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) else {
             return Err(AuthError::Malformed);
         };
         let role = match role {
@@ -109,12 +121,17 @@ impl Auth {
             "admin" => Role::Admin,
             _ => return Err(AuthError::Malformed),
         };
-        let user_id = String::from_utf8(unhex(user).ok_or(AuthError::Malformed)?).map_err(|_| AuthError::Malformed)?;
+        let user_id = String::from_utf8(unhex(user).ok_or(AuthError::Malformed)?)
+            .map_err(|_| AuthError::Malformed)?;
         let expires: i64 = exp.parse().map_err(|_| AuthError::Malformed)?;
         if now >= expires {
             return Err(AuthError::Expired);
         }
-        Ok(Claims { role, user_id, expires })
+        Ok(Claims {
+            role,
+            user_id,
+            expires,
+        })
     }
 }
 
@@ -128,17 +145,27 @@ mod tests {
         let t = a.issue(Role::User, "alice.x", 100);
         assert_eq!(
             a.verify(&t, 50),
-            Ok(Claims { role: Role::User, user_id: "alice.x".into(), expires: 100 })
+            Ok(Claims {
+                role: Role::User,
+                user_id: "alice.x".into(),
+                expires: 100
+            })
         );
         assert_eq!(a.verify(&t, 100), Err(AuthError::Expired));
-        assert_eq!(Auth::new(b"other").verify(&t, 50), Err(AuthError::BadSignature));
+        assert_eq!(
+            Auth::new(b"other").verify(&t, 50),
+            Err(AuthError::BadSignature)
+        );
         // Changing the user or the role breaks the MAC.
         let forged = t.replacen(&hex(b"alice.x"), &hex(b"bob"), 1);
         assert_eq!(a.verify(&forged, 50), Err(AuthError::BadSignature));
         let forged = t.replacen("user", "admin", 1);
         assert_eq!(a.verify(&forged, 50), Err(AuthError::BadSignature));
         assert_eq!(a.verify("garbage", 50), Err(AuthError::Malformed));
-        assert!(a.verify(&a.issue(Role::Admin, "ops", 100), 0).unwrap().may_access("anyone"));
+        assert!(a
+            .verify(&a.issue(Role::Admin, "ops", 100), 0)
+            .unwrap()
+            .may_access("anyone"));
         assert!(!a.verify(&t, 0).unwrap().may_access("bob"));
     }
 }

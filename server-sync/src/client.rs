@@ -23,10 +23,14 @@ pub struct Reply {
 
 /// `http://127.0.0.1:PORT` → socket address; anything not on loopback is refused.
 pub fn loopback_addr(url: &str) -> Result<SocketAddr, String> {
-    let rest = url.strip_prefix("http://").ok_or("url must start with http://")?;
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or("url must start with http://")?;
     let hostport = rest.split('/').next().unwrap_or(rest);
     let hostport = hostport.replace("localhost", "127.0.0.1");
-    let addr: SocketAddr = hostport.parse().map_err(|e| format!("bad host:port {hostport:?}: {e}"))?;
+    let addr: SocketAddr = hostport
+        .parse()
+        .map_err(|e| format!("bad host:port {hostport:?}: {e}"))?;
     if !addr.ip().is_loopback() {
         return Err(format!("{addr} is not a loopback address"));
     }
@@ -47,17 +51,42 @@ impl Client {
     }
 
     /// Send one request; `headers` as (name, value) pairs.
-    pub async fn request(&mut self, method: &str, path: &str, headers: &[(&str, &str)], body: Vec<u8>) -> std::io::Result<Reply> {
-        let mut b = Request::builder().method(method).uri(path).header("host", self.addr.to_string());
+    pub async fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> std::io::Result<Reply> {
+        let mut b = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", self.addr.to_string());
         for (k, v) in headers {
             b = b.header(*k, *v);
         }
-        let req = b.body(Full::new(Bytes::from(body))).map_err(std::io::Error::other)?;
+        let req = b
+            .body(Full::new(Bytes::from(body)))
+            .map_err(std::io::Error::other)?;
         self.send.ready().await.map_err(std::io::Error::other)?;
-        let res = self.send.send_request(req).await.map_err(std::io::Error::other)?;
+        let res = self
+            .send
+            .send_request(req)
+            .await
+            .map_err(std::io::Error::other)?;
         let status = res.status().as_u16();
         let headers = res.headers().clone();
-        let body = res.into_body().collect().await.map_err(std::io::Error::other)?.to_bytes().to_vec();
-        Ok(Reply { status, headers, body })
+        let body = res
+            .into_body()
+            .collect()
+            .await
+            .map_err(std::io::Error::other)?
+            .to_bytes()
+            .to_vec();
+        Ok(Reply {
+            status,
+            headers,
+            body,
+        })
     }
 }

@@ -5,7 +5,10 @@ use std::net::SocketAddr;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "sona-sync", about = "SONA sync server: federated LoRA aggregation and adapter storage")]
+#[command(
+    name = "sona-sync",
+    about = "SONA sync server: federated LoRA aggregation and adapter storage"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -46,10 +49,20 @@ pub struct BenchArgs {
 
 #[derive(Args, Debug, Clone)]
 pub struct ServeConfig {
-    #[arg(long, global = true, env = "SONA_SYNC_LISTEN", default_value = "127.0.0.1:8787")]
+    #[arg(
+        long,
+        global = true,
+        env = "SONA_SYNC_LISTEN",
+        default_value = "127.0.0.1:8787"
+    )]
     pub listen: SocketAddr,
     /// `sqlite://PATH` (embedded, default) or `postgres://user@host/db`.
-    #[arg(long, global = true, env = "SONA_STORE_URL", default_value = "sqlite://sona-sync.db")]
+    #[arg(
+        long,
+        global = true,
+        env = "SONA_STORE_URL",
+        default_value = "sqlite://sona-sync.db"
+    )]
     pub store_url: String,
     /// Optional Redis hot cache for per-user adapters, e.g. `redis://127.0.0.1:6379`.
     #[arg(long, global = true, env = "SONA_REDIS_URL")]
@@ -64,10 +77,20 @@ pub struct ServeConfig {
     #[arg(long, global = true, env = "SONA_MAX_BODY_BYTES", default_value_t = 1 << 20)]
     pub max_body_bytes: usize,
     /// Seconds between automatic aggregation rounds (0: only on POST /v1/admin/round).
-    #[arg(long, global = true, env = "SONA_ROUND_INTERVAL_SECS", default_value_t = 60)]
+    #[arg(
+        long,
+        global = true,
+        env = "SONA_ROUND_INTERVAL_SECS",
+        default_value_t = 60
+    )]
     pub round_interval_secs: u64,
     /// Most distinct users aggregated in one round (bounds memory: n × d² floats).
-    #[arg(long, global = true, env = "SONA_ROUND_MAX_USERS", default_value_t = 128)]
+    #[arg(
+        long,
+        global = true,
+        env = "SONA_ROUND_MAX_USERS",
+        default_value_t = 128
+    )]
     pub round_max_users: usize,
     /// Adapter shape (must match the devices).
     #[arg(long, global = true, env = "SONA_DIM", default_value_t = 384)]

@@ -42,11 +42,24 @@ impl Metrics {
         let g = |x: &AtomicU64| x.load(Relaxed);
         let _ = writeln!(s, "# TYPE sona_http_responses_total counter");
         for (i, c) in self.responses.iter().enumerate() {
-            let _ = writeln!(s, "sona_http_responses_total{{class=\"{}xx\"}} {}", i + 1, g(c));
+            let _ = writeln!(
+                s,
+                "sona_http_responses_total{{class=\"{}xx\"}} {}",
+                i + 1,
+                g(c)
+            );
         }
         for (name, help, v) in [
-            ("sona_updates_accepted_total", "counter", &self.updates_accepted),
-            ("sona_updates_rejected_total", "counter", &self.updates_rejected),
+            (
+                "sona_updates_accepted_total",
+                "counter",
+                &self.updates_accepted,
+            ),
+            (
+                "sona_updates_rejected_total",
+                "counter",
+                &self.updates_rejected,
+            ),
             ("sona_rounds_total", "counter", &self.rounds),
             ("sona_global_version", "gauge", &self.global_version),
             ("sona_adapter_reads_total", "counter", &self.adapter_reads),
@@ -60,9 +73,16 @@ impl Metrics {
         }
         let n = g(&self.upload_count);
         let _ = writeln!(s, "sona_upload_seconds_bucket{{le=\"+Inf\"}} {n}");
-        let _ = writeln!(s, "sona_upload_seconds_sum {}", g(&self.upload_sum_us) as f64 / 1e6);
+        let _ = writeln!(
+            s,
+            "sona_upload_seconds_sum {}",
+            g(&self.upload_sum_us) as f64 / 1e6
+        );
         let _ = writeln!(s, "sona_upload_seconds_count {n}");
-        let _ = writeln!(s, "# TYPE sona_store_info gauge\nsona_store_info{{backend=\"{backend}\"}} 1");
+        let _ = writeln!(
+            s,
+            "# TYPE sona_store_info gauge\nsona_store_info{{backend=\"{backend}\"}} 1"
+        );
         s
     }
 }

@@ -30,7 +30,10 @@ pub enum StartError {
 }
 
 /// The token secret: the flag, or one created once and kept in the store.
-pub async fn token_secret(cfg: &ServeConfig, store: &dyn store::Store) -> Result<String, StartError> {
+pub async fn token_secret(
+    cfg: &ServeConfig,
+    store: &dyn store::Store,
+) -> Result<String, StartError> {
     match &cfg.token_secret {
         Some(s) if !s.is_empty() => Ok(s.clone()),
         _ => Ok(store.init_meta("token_secret", random_secret()?).await?),
@@ -38,8 +41,14 @@ pub async fn token_secret(cfg: &ServeConfig, store: &dyn store::Store) -> Result
 }
 
 pub fn federated_config(cfg: &ServeConfig) -> Result<FederatedConfig, StartError> {
-    let p = PersonalizeConfig { d: cfg.dim, rank: cfg.rank, alpha: cfg.alpha, ..Default::default() };
-    p.validate().map_err(|e| StartError::Config(e.to_string()))?;
+    let p = PersonalizeConfig {
+        d: cfg.dim,
+        rank: cfg.rank,
+        alpha: cfg.alpha,
+        ..Default::default()
+    };
+    p.validate()
+        .map_err(|e| StartError::Config(e.to_string()))?;
     Ok(FederatedConfig::for_personalize(&p))
 }
 
@@ -49,7 +58,15 @@ pub async fn build_state(cfg: &ServeConfig) -> Result<AppState, StartError> {
     let fcfg = federated_config(cfg)?;
     let secret = token_secret(cfg, store.as_ref()).await?;
     let metrics = Arc::new(Metrics::default());
-    let sync = Arc::new(SyncService::open(store.clone(), fcfg.clone(), cfg.round_max_users, metrics.clone()).await?);
+    let sync = Arc::new(
+        SyncService::open(
+            store.clone(),
+            fcfg.clone(),
+            cfg.round_max_users,
+            metrics.clone(),
+        )
+        .await?,
+    );
     Ok(AppState {
         store,
         sync,
@@ -81,7 +98,9 @@ pub async fn serve(
             }
         })
     });
-    axum::serve(listener, router).with_graceful_shutdown(shutdown).await?;
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await?;
     if let Some(t) = ticker {
         t.abort();
     }

@@ -6,7 +6,10 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, RwLock};
 
-use sona_core::federated::{aggregate_round, check_update, FederatedConfig, FederatedError, GlobalState, Rejection, RoundReport};
+use sona_core::federated::{
+    aggregate_round, check_update, FederatedConfig, FederatedError, GlobalState, Rejection,
+    RoundReport,
+};
 use sona_core::personalize::{AdapterUpdate, PersonalizeError};
 use thiserror::Error;
 
@@ -83,7 +86,10 @@ impl SyncService {
     }
 
     pub fn published(&self) -> Arc<Published> {
-        self.published.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.published
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn version(&self) -> u64 {
@@ -185,7 +191,14 @@ impl SyncService {
         let global_bytes = Arc::new(next.global_bytes(&self.cfg)?);
         self.metrics.rounds.fetch_add(1, Relaxed);
         self.metrics.global_version.store(next.version, Relaxed);
-        tracing::info!(version = next.version, accepted = report.accepted, rejected = report.rejected.len(), clipped = report.clipped, refactor_rel_error = report.refactor_rel_error, "published global adapter");
+        tracing::info!(
+            version = next.version,
+            accepted = report.accepted,
+            rejected = report.rejected.len(),
+            clipped = report.clipped,
+            refactor_rel_error = report.refactor_rel_error,
+            "published global adapter"
+        );
         *self.published.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(Published {
             state: next,
             global_bytes,

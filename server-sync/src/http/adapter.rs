@@ -12,7 +12,10 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 use serde::{Deserialize, Serialize};
-use sona_core::personalize::{load_adapter, Adapter, BaseProjection, GlobalAdapter, Observation, PersonalizeConfig, ViewerInteraction};
+use sona_core::personalize::{
+    load_adapter, Adapter, BaseProjection, GlobalAdapter, Observation, PersonalizeConfig,
+    ViewerInteraction,
+};
 use sona_core::rng::Rng;
 
 use super::{decode, now_secs, reply, ApiError, AppState, Authed};
@@ -40,14 +43,29 @@ impl AdapterService {
     }
 
     fn stripe(&self, user: &str) -> &tokio::sync::Mutex<()> {
-        let h = user.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
+        let h = user.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+        });
         &self.stripes[(h % STRIPES as u64) as usize]
     }
 
-    async fn load(&self, store: &dyn Store, sync: &SyncService, user: &str) -> Result<Adapter, ApiError> {
-        let global = GlobalAdapter::from_bytes(&sync.published().global_bytes, &self.cfg).map_err(|e| ApiError::Internal(e.to_string()))?;
+    async fn load(
+        &self,
+        store: &dyn Store,
+        sync: &SyncService,
+        user: &str,
+    ) -> Result<Adapter, ApiError> {
+        let global = GlobalAdapter::from_bytes(&sync.published().global_bytes, &self.cfg)
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
         let bytes = store.get_adapter(user).await?;
-        load_adapter(bytes.as_deref(), user, &self.cfg, self.base.clone(), Arc::new(global)).map_err(|e| ApiError::Unprocessable(e.to_string()))
+        load_adapter(
+            bytes.as_deref(),
+            user,
+            &self.cfg,
+            self.base.clone(),
+            Arc::new(global),
+        )
+        .map_err(|e| ApiError::Unprocessable(e.to_string()))
     }
 }
 
@@ -63,17 +81,29 @@ fn allow(c: &crate::auth::Claims, user: &str) -> Result<(), ApiError> {
     if c.may_access(user) {
         Ok(())
     } else {
-        Err(ApiError::Forbidden("a token may use only its own user's adapter"))
+        Err(ApiError::Forbidden(
+            "a token may use only its own user's adapter",
+        ))
     }
 }
 
-async fn load(State(s): State<AppState>, Authed(c): Authed, Path(user): Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
+async fn load(
+    State(s): State<AppState>,
+    Authed(c): Authed,
+    Path(user): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     allow(&c, &user)?;
     let a = s.adapters.load(s.store.as_ref(), &s.sync, &user).await?;
     Ok(reply(&headers, StatusCode::OK, &a.stats()))
 }
 
-async fn stats(State(s): State<AppState>, Authed(c): Authed, Path(user): Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
+async fn stats(
+    State(s): State<AppState>,
+    Authed(c): Authed,
+    Path(user): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     allow(&c, &user)?;
     if s.store.get_adapter(&user).await?.is_none() {
         return Err(ApiError::NotFound("no adapter stored for this user"));
@@ -93,12 +123,27 @@ pub struct AdaptReply {
     pub magnitude: f32,
 }
 
-async fn adapt(State(s): State<AppState>, Authed(c): Authed, Path(user): Path<String>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+async fn adapt(
+    State(s): State<AppState>,
+    Authed(c): Authed,
+    Path(user): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     allow(&c, &user)?;
     let req: AdaptRequest = decode(&headers, &body)?;
     let a = s.adapters.load(s.store.as_ref(), &s.sync, &user).await?;
-    let (embedding, magnitude) = a.adapt_embedding(&req.embedding).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
-    Ok(reply(&headers, StatusCode::OK, &AdaptReply { embedding, magnitude }))
+    let (embedding, magnitude) = a
+        .adapt_embedding(&req.embedding)
+        .map_err(|e| ApiError::Unprocessable(e.to_string()))?;
+    Ok(reply(
+        &headers,
+        StatusCode::OK,
+        &AdaptReply {
+            embedding,
+            magnitude,
+        },
+    ))
 }
 
 #[derive(Deserialize, Serialize)]
@@ -111,7 +156,13 @@ pub struct InteractionRequest {
     pub negatives: Vec<f32>,
 }
 
-async fn interaction(State(s): State<AppState>, Authed(c): Authed, Path(user): Path<String>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+async fn interaction(
+    State(s): State<AppState>,
+    Authed(c): Authed,
+    Path(user): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     allow(&c, &user)?;
     let req: InteractionRequest = decode(&headers, &body)?;
     let _guard = s.adapters.stripe(&user).lock().await;
@@ -119,7 +170,16 @@ async fn interaction(State(s): State<AppState>, Authed(c): Authed, Path(user): P
     let now = now_secs();
     let mut rng = Rng::new(now as u64 ^ req.item.len() as u64);
     let out = a
-        .update_from_interaction(&req.interaction, now, Observation { query: &req.query, item: &req.item }, &req.negatives, &mut rng)
+        .update_from_interaction(
+            &req.interaction,
+            now,
+            Observation {
+                query: &req.query,
+                item: &req.item,
+            },
+            &req.negatives,
+            &mut rng,
+        )
         .map_err(|e| ApiError::Unprocessable(e.to_string()))?;
     s.store.put_adapter(&user, a.to_bytes()).await?;
     Ok(reply(&headers, StatusCode::OK, &out))

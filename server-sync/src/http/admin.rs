@@ -36,15 +36,29 @@ pub struct TokenReply {
     pub expires: i64,
 }
 
-async fn issue(State(s): State<AppState>, Admin(_): Admin, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+async fn issue(
+    State(s): State<AppState>,
+    Admin(_): Admin,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let req: TokenRequest = decode(&headers, &body)?;
-    if req.user_id.is_empty() || req.user_id.len() > 256 || !(1..=366 * 24 * 3600).contains(&req.ttl_secs) {
-        return Err(ApiError::Unprocessable("user_id must be 1..=256 bytes and ttl_secs 1..=1 year".into()));
+    if req.user_id.is_empty()
+        || req.user_id.len() > 256
+        || !(1..=366 * 24 * 3600).contains(&req.ttl_secs)
+    {
+        return Err(ApiError::Unprocessable(
+            "user_id must be 1..=256 bytes and ttl_secs 1..=1 year".into(),
+        ));
     }
     let expires = now_secs() + req.ttl_secs;
     let role = if req.admin { Role::Admin } else { Role::User };
     let token = s.auth.issue(role, &req.user_id, expires);
-    Ok(reply(&headers, StatusCode::OK, &TokenReply { token, expires }))
+    Ok(reply(
+        &headers,
+        StatusCode::OK,
+        &TokenReply { token, expires },
+    ))
 }
 
 #[derive(Deserialize, Serialize, Debug, PartialEq)]
@@ -57,7 +71,11 @@ pub struct RoundReply {
     pub refactor_rel_error: f64,
 }
 
-async fn round(State(s): State<AppState>, Admin(_): Admin, headers: HeaderMap) -> Result<Response, ApiError> {
+async fn round(
+    State(s): State<AppState>,
+    Admin(_): Admin,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let r = s.sync.run_round().await?;
     let out = match r {
         Some(r) => RoundReply {

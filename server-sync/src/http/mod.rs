@@ -57,7 +57,10 @@ async fn track(State(s): State<AppState>, req: Request, next: Next) -> Response 
 }
 
 pub fn now_secs() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 /// What the API tells clients; the cause is logged server-side.
@@ -83,7 +86,10 @@ impl IntoResponse for ApiError {
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, m.to_string()),
             ApiError::Internal(cause) => {
                 tracing::error!(%cause, "internal error");
-                (StatusCode::INTERNAL_SERVER_ERROR, "internal error".to_string())
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal error".to_string(),
+                )
             }
         };
         (status, Json(serde_json::json!({ "error": msg }))).into_response()
@@ -129,7 +135,9 @@ impl FromRequestParts<AppState> for Authed {
             .ok_or(ApiError::Unauthorized("missing bearer token"))?;
         let token = header
             .strip_prefix("Bearer ")
-            .ok_or(ApiError::Unauthorized("expected Authorization: Bearer <token>"))?;
+            .ok_or(ApiError::Unauthorized(
+                "expected Authorization: Bearer <token>",
+            ))?;
         s.auth
             .verify(token.trim(), now_secs())
             .map(Authed)
@@ -163,10 +171,10 @@ pub fn content_type(headers: &HeaderMap) -> &str {
 /// Decode a JSON or MessagePack body by Content-Type.
 pub fn decode<T: DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Result<T, ApiError> {
     match content_type(headers) {
-        MSGPACK | "application/x-msgpack" => {
-            rmp_serde::from_slice(body).map_err(|e| ApiError::BadRequest(format!("bad MessagePack body: {e}")))
-        }
-        _ => serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("bad JSON body: {e}"))),
+        MSGPACK | "application/x-msgpack" => rmp_serde::from_slice(body)
+            .map_err(|e| ApiError::BadRequest(format!("bad MessagePack body: {e}"))),
+        _ => serde_json::from_slice(body)
+            .map_err(|e| ApiError::BadRequest(format!("bad JSON body: {e}"))),
     }
 }
 
@@ -178,10 +186,18 @@ pub fn reply<T: Serialize>(headers: &HeaderMap, status: StatusCode, v: &T) -> Re
         .is_some_and(|a| a.contains(MSGPACK));
     if wants_msgpack {
         match rmp_serde::to_vec_named(v) {
-            Ok(b) => (status, [(CONTENT_TYPE, HeaderValue::from_static(MSGPACK))], b).into_response(),
+            Ok(b) => (
+                status,
+                [(CONTENT_TYPE, HeaderValue::from_static(MSGPACK))],
+                b,
+            )
+                .into_response(),
             Err(e) => ApiError::Internal(e.to_string()).into_response(),
         }
     } else {
         (status, Json(v)).into_response()
     }
 }
+
+#[cfg(test)]
+mod tests;

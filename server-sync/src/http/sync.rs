@@ -25,7 +25,12 @@ pub fn router() -> Router<AppState> {
         .route("/v1/sync/config", get(config))
 }
 
-async fn upload(State(s): State<AppState>, Authed(claims): Authed, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+async fn upload(
+    State(s): State<AppState>,
+    Authed(claims): Authed,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let t0 = Instant::now();
     let update = match content_type(&headers) {
         "application/octet-stream" | "application/x-sona-update" | "" => {
@@ -33,12 +38,15 @@ async fn upload(State(s): State<AppState>, Authed(claims): Authed, headers: Head
         }
         _ => {
             let u: AdapterUpdate = decode(&headers, &body)?;
-            u.validate().map_err(|e| ApiError::Unprocessable(e.to_string()))?;
+            u.validate()
+                .map_err(|e| ApiError::Unprocessable(e.to_string()))?;
             u
         }
     };
     if !claims.may_access(&update.user_id) {
-        s.metrics.updates_rejected.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        s.metrics
+            .updates_rejected
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         return Err(ApiError::Forbidden("the update belongs to another user"));
     }
     let user = update.user_id.clone();
@@ -52,7 +60,10 @@ async fn global(State(s): State<AppState>, Authed(_): Authed) -> Response {
     (
         [
             (CONTENT_TYPE, "application/octet-stream".to_string()),
-            ("x-sona-global-version".parse().unwrap(), p.state.version.to_string()),
+            (
+                "x-sona-global-version".parse().unwrap(),
+                p.state.version.to_string(),
+            ),
         ],
         p.global_bytes.as_ref().clone(),
     )

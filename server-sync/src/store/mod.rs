@@ -62,7 +62,11 @@ pub trait Store: Send + Sync + 'static {
     /// Append one update; resolves to its seq once committed (group commit).
     fn append_update(&self, rec: UpdateRecord) -> BoxFuture<'_, StoreResult<i64>>;
     /// Updates with seq > `after`, oldest first, at most `limit`.
-    fn updates_after(&self, after: i64, limit: usize) -> BoxFuture<'_, StoreResult<Vec<StoredUpdate>>>;
+    fn updates_after(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> BoxFuture<'_, StoreResult<Vec<StoredUpdate>>>;
     /// Number of updates with seq > `after`.
     fn count_after(&self, after: i64) -> BoxFuture<'_, StoreResult<i64>>;
     /// Is update `seq` stored? (durability checks)
@@ -91,17 +95,24 @@ pub async fn open(url: &str, prefix: &str, redis_url: Option<&str>) -> StoreResu
         return Err(StoreError::BadUrl(url.to_string()));
     };
     match redis_url {
-        Some(r) if !r.is_empty() => Ok(Arc::new(redis_cache::RedisCache::connect(r, prefix, inner).await?)),
+        Some(r) if !r.is_empty() => Ok(Arc::new(
+            redis_cache::RedisCache::connect(r, prefix, inner).await?,
+        )),
         _ => Ok(inner),
     }
 }
 
 /// Table/key prefixes are interpolated into SQL: only [A-Za-z0-9_] allowed.
 pub fn check_prefix(prefix: &str) -> StoreResult<()> {
-    if prefix.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+    if prefix
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
         Ok(())
     } else {
-        Err(StoreError::Other(format!("table prefix {prefix:?} may only hold letters, digits and _")))
+        Err(StoreError::Other(format!(
+            "table prefix {prefix:?} may only hold letters, digits and _"
+        )))
     }
 }
 

@@ -10,7 +10,10 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls};
 
-use super::{check_prefix, BoxFuture, GlobalRecord, Store, StoreError, StoreResult, StoredUpdate, UpdateRecord};
+use super::{
+    check_prefix, BoxFuture, GlobalRecord, Store, StoreError, StoreResult, StoredUpdate,
+    UpdateRecord,
+};
 
 const MAX_BATCH: usize = 4096;
 
@@ -101,7 +104,10 @@ impl PgStore {
 }
 
 async fn writer_loop(mut c: Client, t: Tables, mut rx: mpsc::UnboundedReceiver<Cmd>) {
-    let ins_update = format!("INSERT INTO {} (user_id, global_version, bytes) VALUES ($1, $2, $3) RETURNING seq", t.updates);
+    let ins_update = format!(
+        "INSERT INTO {} (user_id, global_version, bytes) VALUES ($1, $2, $3) RETURNING seq",
+        t.updates
+    );
     let ins_adapter = format!(
         "INSERT INTO {} (user_id, bytes) VALUES ($1, $2) ON CONFLICT (user_id) DO UPDATE SET bytes = EXCLUDED.bytes",
         t.adapters
@@ -232,7 +238,10 @@ fn fail(cmd: Cmd, msg: &str) {
     }
 }
 
-async fn ask<T>(store: &PgStore, make: impl FnOnce(oneshot::Sender<StoreResult<T>>) -> Cmd) -> StoreResult<T> {
+async fn ask<T>(
+    store: &PgStore,
+    make: impl FnOnce(oneshot::Sender<StoreResult<T>>) -> Cmd,
+) -> StoreResult<T> {
     let (s, r) = oneshot::channel();
     store.send(make(s))?;
     r.await.map_err(|_| StoreError::Closed)?
@@ -243,12 +252,19 @@ impl Store for PgStore {
         Box::pin(ask(self, |s| Cmd::Append(rec, s)))
     }
 
-    fn updates_after(&self, after: i64, limit: usize) -> BoxFuture<'_, StoreResult<Vec<StoredUpdate>>> {
+    fn updates_after(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> BoxFuture<'_, StoreResult<Vec<StoredUpdate>>> {
         Box::pin(async move {
             let rows = self
                 .reader
                 .query(
-                    &format!("SELECT seq, user_id, bytes FROM {} WHERE seq > $1 ORDER BY seq LIMIT $2", self.t.updates),
+                    &format!(
+                        "SELECT seq, user_id, bytes FROM {} WHERE seq > $1 ORDER BY seq LIMIT $2",
+                        self.t.updates
+                    ),
                     &[&after, &(limit as i64)],
                 )
                 .await?;
@@ -267,7 +283,10 @@ impl Store for PgStore {
         Box::pin(async move {
             let row = self
                 .reader
-                .query_one(&format!("SELECT COUNT(*) FROM {} WHERE seq > $1", self.t.updates), &[&after])
+                .query_one(
+                    &format!("SELECT COUNT(*) FROM {} WHERE seq > $1", self.t.updates),
+                    &[&after],
+                )
                 .await?;
             Ok(row.get(0))
         })
@@ -277,7 +296,10 @@ impl Store for PgStore {
         Box::pin(async move {
             let rows = self
                 .reader
-                .query(&format!("SELECT 1 FROM {} WHERE seq = $1", self.t.updates), &[&seq])
+                .query(
+                    &format!("SELECT 1 FROM {} WHERE seq = $1", self.t.updates),
+                    &[&seq],
+                )
                 .await?;
             Ok(!rows.is_empty())
         })
@@ -288,7 +310,10 @@ impl Store for PgStore {
             let row = self
                 .reader
                 .query_opt(
-                    &format!("SELECT version, state, consumed_seq FROM {} ORDER BY version DESC LIMIT 1", self.t.globals),
+                    &format!(
+                        "SELECT version, state, consumed_seq FROM {} ORDER BY version DESC LIMIT 1",
+                        self.t.globals
+                    ),
                     &[],
                 )
                 .await?;
@@ -309,7 +334,10 @@ impl Store for PgStore {
         Box::pin(async move {
             let row = self
                 .reader
-                .query_opt(&format!("SELECT bytes FROM {} WHERE user_id = $1", self.t.adapters), &[&user])
+                .query_opt(
+                    &format!("SELECT bytes FROM {} WHERE user_id = $1", self.t.adapters),
+                    &[&user],
+                )
                 .await?;
             Ok(row.map(|r| r.get(0)))
         })
@@ -325,7 +353,10 @@ impl Store for PgStore {
         Box::pin(async move {
             let row = self
                 .reader
-                .query_opt(&format!("SELECT value FROM {} WHERE key = $1", self.t.meta), &[&key])
+                .query_opt(
+                    &format!("SELECT value FROM {} WHERE key = $1", self.t.meta),
+                    &[&key],
+                )
                 .await?;
             Ok(row.map(|r| r.get(0)))
         })

@@ -35,13 +35,19 @@ impl RedisCache {
     /// Remaining TTL of a user's cached adapter in seconds (-2: not cached).
     pub async fn ttl(&self, user_id: &str) -> StoreResult<i64> {
         let mut c = self.conn.clone();
-        Ok(redis::cmd("TTL").arg(self.key(user_id)).query_async(&mut c).await?)
+        Ok(redis::cmd("TTL")
+            .arg(self.key(user_id))
+            .query_async(&mut c)
+            .await?)
     }
 
     /// Is the user's adapter in the cache? (tests)
     pub async fn cached(&self, user_id: &str) -> StoreResult<Option<Vec<u8>>> {
         let mut c = self.conn.clone();
-        Ok(redis::cmd("GET").arg(self.key(user_id)).query_async(&mut c).await?)
+        Ok(redis::cmd("GET")
+            .arg(self.key(user_id))
+            .query_async(&mut c)
+            .await?)
     }
 
     async fn set(&self, user_id: &str, bytes: &[u8]) -> StoreResult<()> {
@@ -61,7 +67,11 @@ impl Store for RedisCache {
     fn append_update(&self, rec: UpdateRecord) -> BoxFuture<'_, StoreResult<i64>> {
         self.inner.append_update(rec)
     }
-    fn updates_after(&self, after: i64, limit: usize) -> BoxFuture<'_, StoreResult<Vec<StoredUpdate>>> {
+    fn updates_after(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> BoxFuture<'_, StoreResult<Vec<StoredUpdate>>> {
         self.inner.updates_after(after, limit)
     }
     fn count_after(&self, after: i64) -> BoxFuture<'_, StoreResult<i64>> {

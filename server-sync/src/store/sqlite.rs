@@ -10,7 +10,10 @@ use std::thread::JoinHandle;
 use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::oneshot;
 
-use super::{check_prefix, BoxFuture, GlobalRecord, Store, StoreError, StoreResult, StoredUpdate, UpdateRecord};
+use super::{
+    check_prefix, BoxFuture, GlobalRecord, Store, StoreError, StoreResult, StoredUpdate,
+    UpdateRecord,
+};
 
 /// Most commands folded into one transaction.
 const MAX_BATCH: usize = 4096;
@@ -167,10 +170,17 @@ fn writer_loop(c: &mut Connection, t: &Tables, rx: mpsc::Receiver<Cmd>) {
                         Cmd::InitMeta(k, v, reply) => {
                             let out = (|| {
                                 tx.execute(
-                                    &format!("INSERT OR IGNORE INTO {} (key, value) VALUES (?1, ?2)", t.meta),
+                                    &format!(
+                                        "INSERT OR IGNORE INTO {} (key, value) VALUES (?1, ?2)",
+                                        t.meta
+                                    ),
                                     params![k, v],
                                 )?;
-                                tx.query_row(&format!("SELECT value FROM {} WHERE key = ?1", t.meta), [&k], |r| r.get(0))
+                                tx.query_row(
+                                    &format!("SELECT value FROM {} WHERE key = ?1", t.meta),
+                                    [&k],
+                                    |r| r.get(0),
+                                )
                             })()
                             .map_err(StoreError::from);
                             replies.push(Reply::Text(reply, out));
@@ -184,7 +194,12 @@ fn writer_loop(c: &mut Connection, t: &Tables, rx: mpsc::Receiver<Cmd>) {
         // Acknowledge only after the commit: on failure every command in the batch fails.
         let failed = res.err().map(|e| e.to_string());
         for r in replies {
-            let err = || StoreError::Other(format!("commit failed: {}", failed.clone().unwrap_or_default()));
+            let err = || {
+                StoreError::Other(format!(
+                    "commit failed: {}",
+                    failed.clone().unwrap_or_default()
+                ))
+            };
             match r {
                 Reply::Seq(s, v) => drop(s.send(if failed.is_some() { Err(err()) } else { v })),
                 Reply::Unit(s, v) => drop(s.send(if failed.is_some() { Err(err()) } else { v })),
@@ -201,22 +216,38 @@ fn writer_loop(c: &mut Connection, t: &Tables, rx: mpsc::Receiver<Cmd>) {
 }
 
 fn put_global(tx: &rusqlite::Transaction, t: &Tables, g: &GlobalRecord) -> StoreResult<()> {
-    let latest: Option<i64> = tx.query_row(&format!("SELECT MAX(version) FROM {}", t.globals), [], |r| r.get(0))?;
+    let latest: Option<i64> = tx.query_row(
+        &format!("SELECT MAX(version) FROM {}", t.globals),
+        [],
+        |r| r.get(0),
+    )?;
     if let Some(v) = latest {
         if g.version as i64 <= v {
-            return Err(StoreError::Other(format!("global version {} is not newer than stored {v}", g.version)));
+            return Err(StoreError::Other(format!(
+                "global version {} is not newer than stored {v}",
+                g.version
+            )));
         }
     }
     tx.execute(
-        &format!("INSERT INTO {} (version, state, consumed_seq) VALUES (?1, ?2, ?3)", t.globals),
+        &format!(
+            "INSERT INTO {} (version, state, consumed_seq) VALUES (?1, ?2, ?3)",
+            t.globals
+        ),
         params![g.version as i64, g.state, g.consumed_seq],
     )?;
     // Keep the last few versions only (each holds a d × d Fisher).
-    tx.execute(&format!("DELETE FROM {} WHERE version < ?1", t.globals), [g.version as i64 - 4])?;
+    tx.execute(
+        &format!("DELETE FROM {} WHERE version < ?1", t.globals),
+        [g.version as i64 - 4],
+    )?;
     Ok(())
 }
 
-async fn ask<T>(store: &SqliteStore, make: impl FnOnce(oneshot::Sender<StoreResult<T>>) -> Cmd) -> StoreResult<T> {
+async fn ask<T>(
+    store: &SqliteStore,
+    make: impl FnOnce(oneshot::Sender<StoreResult<T>>) -> Cmd,
+) -> StoreResult<T> {
     let (s, r) = oneshot::channel();
     store.send(make(s))?;
     r.await.map_err(|_| StoreError::Closed)?
@@ -227,7 +258,11 @@ impl Store for SqliteStore {
         Box::pin(ask(self, |s| Cmd::Append(rec, s)))
     }
 
-    fn updates_after(&self, after: i64, limit: usize) -> BoxFuture<'_, StoreResult<Vec<StoredUpdate>>> {
+    fn updates_after(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> BoxFuture<'_, StoreResult<Vec<StoredUpdate>>> {
         self.read(move |c, t| {
             let mut st = c.prepare_cached(&format!(
                 "SELECT seq, user_id, bytes FROM {} WHERE seq > ?1 ORDER BY seq LIMIT ?2",
@@ -246,22 +281,33 @@ impl Store for SqliteStore {
 
     fn count_after(&self, after: i64) -> BoxFuture<'_, StoreResult<i64>> {
         self.read(move |c, t| {
-            c.query_row(&format!("SELECT COUNT(*) FROM {} WHERE seq > ?1", t.updates), [after], |r| r.get(0))
+            c.query_row(
+                &format!("SELECT COUNT(*) FROM {} WHERE seq > ?1", t.updates),
+                [after],
+                |r| r.get(0),
+            )
         })
     }
 
     fn has_update(&self, seq: i64) -> BoxFuture<'_, StoreResult<bool>> {
         self.read(move |c, t| {
-            c.query_row(&format!("SELECT 1 FROM {} WHERE seq = ?1", t.updates), [seq], |_| Ok(()))
-                .optional()
-                .map(|x| x.is_some())
+            c.query_row(
+                &format!("SELECT 1 FROM {} WHERE seq = ?1", t.updates),
+                [seq],
+                |_| Ok(()),
+            )
+            .optional()
+            .map(|x| x.is_some())
         })
     }
 
     fn latest_global(&self) -> BoxFuture<'_, StoreResult<Option<GlobalRecord>>> {
         self.read(|c, t| {
             c.query_row(
-                &format!("SELECT version, state, consumed_seq FROM {} ORDER BY version DESC LIMIT 1", t.globals),
+                &format!(
+                    "SELECT version, state, consumed_seq FROM {} ORDER BY version DESC LIMIT 1",
+                    t.globals
+                ),
                 [],
                 |r| {
                     Ok(GlobalRecord {
@@ -282,8 +328,12 @@ impl Store for SqliteStore {
     fn get_adapter(&self, user_id: &str) -> BoxFuture<'_, StoreResult<Option<Vec<u8>>>> {
         let user = user_id.to_string();
         self.read(move |c, t| {
-            c.query_row(&format!("SELECT bytes FROM {} WHERE user_id = ?1", t.adapters), [user], |r| r.get(0))
-                .optional()
+            c.query_row(
+                &format!("SELECT bytes FROM {} WHERE user_id = ?1", t.adapters),
+                [user],
+                |r| r.get(0),
+            )
+            .optional()
         })
     }
 
@@ -295,8 +345,12 @@ impl Store for SqliteStore {
     fn get_meta(&self, key: &str) -> BoxFuture<'_, StoreResult<Option<String>>> {
         let key = key.to_string();
         self.read(move |c, t| {
-            c.query_row(&format!("SELECT value FROM {} WHERE key = ?1", t.meta), [key], |r| r.get(0))
-                .optional()
+            c.query_row(
+                &format!("SELECT value FROM {} WHERE key = ?1", t.meta),
+                [key],
+                |r| r.get(0),
+            )
+            .optional()
         })
     }
 
