@@ -1,17 +1,19 @@
 //! Sanity check of the router training data: prints samples per route and trains a plain
-//! linear softmax over hashed word uni/bigrams + char 3–5-grams (a baseline, not the
-//! production FastGRNN), then reports accuracy on the generated test split and on the
-//! hand-written file.
+//! linear softmax over hashed word uni/bigrams + char 3–5-grams (a baseline), then reports
+//! accuracy on the generated test split and on the hand-written file. With a fifth argument
+//! `fastgrnn` it also trains the crate's FastGRNN text classifier (`router::train_text`,
+//! hidden 32, emb 32, 8192 buckets, 12 epochs) on the same split and reports the same figures.
 //!
 //! `cargo run --release -p sona-core --example querygen_check -- \
-//!     ../shared/data/ml-100k/u.item tests/data/router_handwritten.tsv [per_route] [seed]`
+//!     ../shared/data/ml-100k tests/data/router_handwritten.tsv [per_route] [seed] [fastgrnn]`
 
-use sona_core::data::Item;
+use sona_core::data::parse_ml100k;
 use sona_core::rng::Rng;
 use sona_core::router::querygen::{
     generate_splits, parse_labeled_tsv, template_count, CatalogFacts, LabeledQuery,
 };
-use sona_core::router::Route;
+use sona_core::router::tokenizer::TokenizerConfig;
+use sona_core::router::{train_text, InputKind, ModelConfig, Route, TrainConfig};
 
 const DIM: usize = 1 << 18;
 
@@ -90,10 +92,10 @@ fn accuracy(w: &[f32], qs: &[LabeledQuery], show_errors: bool) -> f64 {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let uitem = args
+    let dir = args
         .get(1)
         .cloned()
-        .unwrap_or_else(|| "../shared/data/ml-100k/u.item".into());
+        .unwrap_or_else(|| "../shared/data/ml-100k".into());
     let hand = args
         .get(2)
         .cloned()
@@ -101,57 +103,9 @@ fn main() {
     let per_route: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(3000);
     let seed: u64 = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(42);
 
-    let bytes = std::fs::read(&uitem).expect("read u.item");
-    let text = String::from_utf8_lossy(&bytes);
-    const GENRES: [&str; 19] = [
-        "unknown",
-        "Action",
-        "Adventure",
-        "Animation",
-        "Children's",
-        "Comedy",
-        "Crime",
-        "Documentary",
-        "Drama",
-        "Fantasy",
-        "Film-Noir",
-        "Horror",
-        "Musical",
-        "Mystery",
-        "Romance",
-        "Sci-Fi",
-        "Thriller",
-        "War",
-        "Western",
-    ];
-    let mut items = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let f: Vec<&str> = line.split('|').collect();
-        if f.len() < 24 {
-            continue;
-        }
-        let raw = f[1].trim();
-        let (title, year) = match raw.rfind(" (") {
-            Some(p) if raw.ends_with(')') => {
-                (raw[..p].to_string(), raw[p + 2..raw.len() - 1].parse().ok())
-            }
-            _ => (raw.to_string(), None),
-        };
-        let genres = (0..19)
-            .filter(|&g| f[5 + g] == "1")
-            .map(|g| GENRES[g].to_string())
-            .collect();
-        items.push(Item {
-            id: i as u32,
-            source_id: i as u64 + 1,
-            title,
-            year,
-            release_date: None,
-            genres,
-            tags: vec![],
-            platforms: vec![],
-        });
-    }
+    let u_data = std::fs::read_to_string(format!("{dir}/u.data")).expect("read u.data");
+    let u_item = std::fs::read(format!("{dir}/u.item")).expect("read u.item");
+    let items = parse_ml100k(&u_data, &u_item).expect("parse ml-100k").items;
     let facts = CatalogFacts::from_items(&items);
     println!(
         "catalog: {} titles, {} years, {} genres, {} people",
@@ -212,4 +166,58 @@ fn main() {
     println!("hand-written errors:");
     let a = accuracy(&w, &hand_qs, true);
     println!("hand-written accuracy {a:.4} on {}", hand_qs.len());
+
+    if args.get(5).map(String::as_str) == Some("fastgrnn") {
+        let model = ModelConfig {
+            input: InputKind::Text {
+                tokenizer: TokenizerConfig {
+                    n_buckets: 8192,
+                    ..Default::default()
+                },
+                emb_dim: 32,
+            },
+            hidden: 32,
+            n_classes: Route::COUNT,
+            w_rank: None,
+            u_rank: None,
+            pool: Default::default(),
+        };
+        let names: Vec<String> = Route::ALL.iter().map(|r| r.name().to_string()).collect();
+        let texts: Vec<&str> = s.train.iter().map(|q| q.text.as_str()).collect();
+        let labels: Vec<usize> = s.train.iter().map(|q| q.route.index()).collect();
+        let (clf, report) =
+            train_text(model, names, &texts, &labels, &TrainConfig::default(), seed)
+                .expect("train");
+        for e in &report.epochs {
+            println!(
+                "fastgrnn epoch {}: loss {:.4} train-acc {:.4}",
+                e.epoch, e.mean_loss, e.train_accuracy
+            );
+        }
+        let acc = |qs: &[LabeledQuery], show: bool| {
+            let mut ok = 0;
+            for q in qs {
+                let p = clf.predict_text(&q.text).expect("predict");
+                let k = argmax(&p);
+                if k == q.route.index() {
+                    ok += 1;
+                } else if show {
+                    println!(
+                        "    FASTGRNN MISS [{}] -> {}: {}",
+                        q.route,
+                        Route::ALL[k],
+                        q.text
+                    );
+                }
+            }
+            ok as f64 / qs.len().max(1) as f64
+        };
+        println!(
+            "fastgrnn: val {:.4} test {:.4}",
+            acc(&s.val, false),
+            acc(&s.test, false)
+        );
+        let h = acc(&hand_qs, true);
+        println!("fastgrnn hand-written accuracy {h:.4} on {}", hand_qs.len());
+    }
 }

@@ -94,7 +94,7 @@ impl CatalogFacts {
         let mut genres = Vec::new();
         let mut seen_genres = HashSet::new();
         for it in items {
-            let t = display_title(&it.title);
+            let t = spoken_title(&it.title);
             if !t.is_empty()
                 && !t.eq_ignore_ascii_case("unknown")
                 && seen_titles.insert(t.to_lowercase())
@@ -140,27 +140,15 @@ pub struct QuerySplits {
     pub test: Vec<LabeledQuery>,
 }
 
-/// How a catalog title is written by people: "Godfather, The" → "The Godfather",
-/// alternative titles in parentheses and a trailing "(1995)" removed.
-pub fn display_title(raw: &str) -> String {
-    let mut t = raw.trim();
-    // Drop everything from the first " (" (alternative title or year), if something precedes it.
-    if let Some(p) = t.find(" (") {
-        if p > 0 {
-            t = t[..p].trim_end();
-        }
+/// How a catalog title is said by people: the reading order of [`crate::data::display_title`]
+/// ("Godfather, The" → "The Godfather") without a parenthesised alternative title or a
+/// trailing "(1995)" ("Seven (Se7en)" → "Seven").
+pub fn spoken_title(raw: &str) -> String {
+    let t = crate::data::display_title(raw.trim());
+    match t.find(" (") {
+        Some(p) if p > 0 => t[..p].trim_end().to_string(),
+        _ => t,
     }
-    const ARTICLES: &[&str] = &[
-        "The", "A", "An", "Les", "La", "Le", "Il", "L'", "Das", "Der", "Die", "El", "Los", "Lo",
-    ];
-    for art in ARTICLES {
-        let suffix = format!(", {art}");
-        if let Some(rest) = t.strip_suffix(suffix.as_str()) {
-            let sep = if art.ends_with('\'') { "" } else { " " };
-            return format!("{art}{sep}{rest}");
-        }
-    }
-    t.to_string()
 }
 
 /// Number of templates per route (train + held-out).
@@ -322,7 +310,7 @@ impl Plan {
         // Title pool: catalog titles + built-in popular titles, case-insensitively unique.
         let mut seen = HashSet::new();
         let mut titles: Vec<String> = Vec::new();
-        let catalog = facts.titles.iter().map(|t| display_title(t));
+        let catalog = facts.titles.iter().map(|t| spoken_title(t));
         let extras = phrases::EXTRA_TITLES.iter().map(|t| t.to_string());
         for t in catalog.chain(extras) {
             let t = t.trim().to_string();
@@ -547,6 +535,7 @@ impl Expander<'_> {
                     "topicmod" => phrases::TOPICMODS,
                     "plot" => phrases::PLOTS,
                     "role" => phrases::ROLES,
+                    "activity" => phrases::ACTIVITIES,
                     "place" => phrases::PLACES,
                     "feature" => phrases::FEATURES,
                     "moodadj" => phrases::MOODADJ,

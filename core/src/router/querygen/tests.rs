@@ -55,15 +55,15 @@ const HANDWRITTEN: &str = include_str!("../../../../tests/data/router_handwritte
 
 #[test]
 fn display_titles_reorder_articles_and_drop_alternates() {
-    assert_eq!(display_title("Godfather, The"), "The Godfather");
-    assert_eq!(display_title("Seven (Se7en)"), "Seven");
-    assert_eq!(display_title("Postino, Il"), "Il Postino");
+    assert_eq!(spoken_title("Godfather, The"), "The Godfather");
+    assert_eq!(spoken_title("Seven (Se7en)"), "Seven");
+    assert_eq!(spoken_title("Postino, Il"), "Il Postino");
     assert_eq!(
-        display_title("Horseman on the Roof, The (Hussard sur le toit, Le)"),
+        spoken_title("Horseman on the Roof, The (Hussard sur le toit, Le)"),
         "The Horseman on the Roof"
     );
-    assert_eq!(display_title("Toy Story (1995)"), "Toy Story");
-    assert_eq!(display_title("Toy Story"), "Toy Story");
+    assert_eq!(spoken_title("Toy Story (1995)"), "Toy Story");
+    assert_eq!(spoken_title("Toy Story"), "Toy Story");
 }
 
 #[test]
