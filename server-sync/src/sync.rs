@@ -98,8 +98,15 @@ impl SyncService {
 
     /// Validate an update for `user_id` and make it durable. Nothing is stored
     /// when it is rejected.
-    pub async fn submit(&self, user_id: &str, update: AdapterUpdate) -> Result<Ack, SyncError> {
-        let result = self.submit_inner(user_id, update).await;
+    /// `raw`: the uploaded `SNAU` bytes when the client sent the envelope
+    /// (stored as is, saving a re-encode); otherwise the update is encoded.
+    pub async fn submit(
+        &self,
+        user_id: &str,
+        update: AdapterUpdate,
+        raw: Option<Vec<u8>>,
+    ) -> Result<Ack, SyncError> {
+        let result = self.submit_inner(user_id, update, raw).await;
         match &result {
             Ok(_) => self.metrics.updates_accepted.fetch_add(1, Relaxed),
             Err(_) => self.metrics.updates_rejected.fetch_add(1, Relaxed),
@@ -107,7 +114,12 @@ impl SyncService {
         result
     }
 
-    async fn submit_inner(&self, user_id: &str, update: AdapterUpdate) -> Result<Ack, SyncError> {
+    async fn submit_inner(
+        &self,
+        user_id: &str,
+        update: AdapterUpdate,
+        raw: Option<Vec<u8>>,
+    ) -> Result<Ack, SyncError> {
         if update.user_id != user_id {
             return Err(SyncError::WrongUser {
                 expected: user_id.to_string(),
@@ -121,7 +133,7 @@ impl SyncService {
             .append_update(UpdateRecord {
                 user_id: update.user_id.clone(),
                 global_version: update.global_version,
-                bytes: update.to_bytes(),
+                bytes: raw.unwrap_or_else(|| update.to_bytes()),
             })
             .await?;
         Ok(Ack {

@@ -269,6 +269,7 @@ async fn stale_updates_are_refused_with_409() {
             .submit(
                 &format!("p{i}"),
                 sona_core::personalize::AdapterUpdate::from_bytes(&u).unwrap(),
+                None,
             )
             .await
             .unwrap();

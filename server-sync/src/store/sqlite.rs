@@ -55,7 +55,11 @@ impl Tables {
 fn connect(path: &str) -> rusqlite::Result<Connection> {
     let c = Connection::open(path)?;
     c.pragma_update(None, "journal_mode", "WAL")?;
-    c.pragma_update(None, "synchronous", "FULL")?;
+    c.pragma_update(
+        None,
+        "synchronous",
+        std::env::var("SONA_SQLITE_SYNCHRONOUS").unwrap_or_else(|_| "FULL".into()),
+    )?;
     c.busy_timeout(std::time::Duration::from_secs(10))?;
     Ok(c)
 }
