@@ -1,0 +1,563 @@
+//! The engine façade in plain Rust: typed inputs in, JSON-shaped outputs out.
+//!
+//! Everything here delegates to `sona_core`; the JS bindings in `lib.rs` only
+//! convert JS values to these types and back. Keeping this layer free of
+//! `wasm-bindgen` lets the native golden test (`tests/native_goldens.rs`) run the
+//! exact code path the npm package runs.
+//!
+//! Every input is validated (by this layer or by the core call it delegates to)
+//! before any state changes, so a rejected call leaves the engine as it was.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use sona_core::codec::{open_msgpack, seal_msgpack, CodecError};
+use sona_core::personalize::format::Blob;
+use sona_core::personalize::{
+    Adapter, AdapterUpdate, BaseProjection, Device, GlobalAdapter, InteractionContext,
+    InteractionKind, Observation, PersonalizeConfig, PersonalizeError, ViewerInteraction,
+};
+use sona_core::recommend::top_k;
+use sona_core::rng::Rng;
+use sona_core::router::{select_model, RouteDecision, Router, RouterError, SelectModelError};
+
+/// Why a façade call was rejected. Turned into a JS `Error` at the boundary.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("router: {0}")]
+    Router(#[from] RouterError),
+    #[error("personalization: {0}")]
+    Personalize(#[from] PersonalizeError),
+    #[error("selectModel: {0}")]
+    SelectModel(#[from] SelectModelError),
+    #[error("saved state: {0}")]
+    State(#[from] CodecError),
+    #[error("{0}")]
+    Input(String),
+    #[error("{what}: no catalog is loaded (call loadCatalog first)")]
+    NoCatalog { what: &'static str },
+}
+
+fn input<T>(msg: impl Into<String>) -> Result<T, EngineError> {
+    Err(EngineError::Input(msg.into()))
+}
+
+/// Rejects NaN / ±inf with the position of the first bad value.
+pub fn check_finite(what: &str, v: &[f32]) -> Result<(), EngineError> {
+    match v.iter().position(|x| !x.is_finite()) {
+        None => Ok(()),
+        Some(i) => input(format!(
+            "{what}: value at index {i} is not finite ({})",
+            v[i]
+        )),
+    }
+}
+
+/// One catalog title as the host supplies it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CatalogItem {
+    pub id: String,
+    pub title: String,
+    #[serde(default)]
+    pub genres: Vec<String>,
+    #[serde(default)]
+    pub year: Option<u16>,
+    #[serde(default)]
+    pub platforms: Vec<String>,
+}
+
+/// The titles the engine ranks, with one d-dimensional embedding each.
+#[derive(Clone, Debug)]
+struct Catalog {
+    items: Vec<CatalogItem>,
+    index: HashMap<String, usize>,
+    /// n × d, row-major.
+    embeddings: Vec<f32>,
+}
+
+/// The interaction context as JS sends it (camelCase).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ContextInput {
+    #[serde(default)]
+    pub hour_of_day: u8,
+    #[serde(default)]
+    pub day_of_week: u8,
+    #[serde(default)]
+    pub device: Option<String>,
+    #[serde(default)]
+    pub moods: Vec<String>,
+}
+
+/// One `recordInteraction` call.
+#[derive(Clone, Debug)]
+pub struct InteractionInput {
+    pub content_id: String,
+    pub kind: String,
+    pub rating: Option<f64>,
+    pub context: ContextInput,
+    /// Unix seconds.
+    pub now: f64,
+    /// The query / profile embedding the title was shown for; defaults to the
+    /// embedding of the last `recommend` call.
+    pub embedding: Option<Vec<f32>>,
+}
+
+/// One `recommend` call.
+#[derive(Clone, Debug)]
+pub struct RecommendInput<'a> {
+    /// Routed when present.
+    pub query: Option<&'a str>,
+    /// The query / profile embedding (d floats) that items are scored against.
+    pub embedding: &'a [f32],
+    pub k: f64,
+    /// Content ids that must not be returned (e.g. already watched).
+    pub exclude: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SavedState {
+    user_id: String,
+    adapter: Blob,
+    global: Blob,
+}
+
+const STATE_MAGIC: [u8; 4] = *b"SNWS";
+const STATE_VERSION: u16 = 1;
+
+/// Keys of the personalization config as JS spells them (camelCase of the core's fields).
+fn camel(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut up = false;
+    for c in s.chars() {
+        if c == '_' {
+            up = true;
+        } else if up {
+            out.extend(c.to_uppercase());
+            up = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Re-key a JSON object tree from snake_case to camelCase (outputs of core types).
+pub fn camel_keys(v: Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.into_iter()
+                .map(|(k, v)| (camel(&k), camel_keys(v)))
+                .collect::<Map<_, _>>(),
+        ),
+        Value::Array(a) => Value::Array(a.into_iter().map(camel_keys).collect()),
+        other => other,
+    }
+}
+
+/// Parse a camelCase personalization config over the core defaults; unknown keys are errors.
+pub fn personalize_config(js: Option<&Value>) -> Result<PersonalizeConfig, EngineError> {
+    let default = serde_json::to_value(PersonalizeConfig::default())
+        .map_err(|e| EngineError::Input(e.to_string()))?;
+    let Value::Object(mut merged) = default else {
+        return input("internal: config is not an object");
+    };
+    if let Some(v) = js {
+        let Value::Object(m) = v else {
+            return input("personalize must be an object");
+        };
+        let known: Vec<String> = merged.keys().map(|k| camel(k)).collect();
+        for (k, v) in m {
+            let Some(snake) = merged.keys().find(|s| camel(s) == *k).cloned() else {
+                return input(format!(
+                    "personalize: unknown option {k:?} (expected one of {})",
+                    known.join(", ")
+                ));
+            };
+            merged.insert(snake, v.clone());
+        }
+    }
+    let cfg: PersonalizeConfig = serde_json::from_value(Value::Object(merged))
+        .map_err(|e| EngineError::Input(format!("personalize: {e}")))?;
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+fn decision_json(d: &RouteDecision) -> Value {
+    let scores: Map<String, Value> = sona_core::router::Route::ALL
+        .iter()
+        .map(|r| (r.name().to_string(), json!(d.scores[r.index()])))
+        .collect();
+    json!({
+        "route": d.route.name(),
+        "confidence": d.confidence,
+        "scores": scores,
+        "fellBack": d.fell_back,
+        "originalRoute": d.original_route.name(),
+    })
+}
+
+/// The whole engine: router, the viewer's adapter, and an optional catalog.
+pub struct EngineCore {
+    router: Router,
+    cfg: PersonalizeConfig,
+    base: Arc<BaseProjection>,
+    adapter: Adapter,
+    /// The same shared tiers with a zero per-viewer tier: `⟨shared(q), e⟩` is the
+    /// query-match part of a score, the rest is what this viewer's tier adds.
+    shared: Adapter,
+    catalog: Option<Catalog>,
+    rng: Rng,
+    last_embedding: Option<Vec<f32>>,
+    /// Scratch buffers for recommend.
+    y: Vec<f32>,
+    ys: Vec<f32>,
+}
+
+impl EngineCore {
+    /// A fresh engine for `user_id` with the router model bytes and a personalization config.
+    pub fn new(
+        router_bytes: &[u8],
+        cfg: PersonalizeConfig,
+        user_id: &str,
+    ) -> Result<Self, EngineError> {
+        let router = Router::from_bytes(router_bytes)?;
+        cfg.validate()?;
+        let base = Arc::new(BaseProjection::identity(cfg.d));
+        let global = Arc::new(GlobalAdapter::zero(&cfg));
+        let adapter = Adapter::new(user_id, &cfg, base.clone(), global.clone())?;
+        let shared = Adapter::new(user_id, &cfg, base.clone(), global)?;
+        Ok(EngineCore {
+            router,
+            rng: Rng::new(cfg.seed),
+            y: vec![0.0; cfg.d],
+            ys: vec![0.0; cfg.d],
+            cfg,
+            base,
+            adapter,
+            shared,
+            catalog: None,
+            last_embedding: None,
+        })
+    }
+
+    /// Embedding dimension of the adapter and catalog.
+    pub fn dim(&self) -> usize {
+        self.cfg.d
+    }
+
+    pub fn user_id(&self) -> &str {
+        self.adapter.user_id()
+    }
+
+    /// Route a text query.
+    pub fn route(&self, text: &str) -> Result<Value, EngineError> {
+        Ok(decision_json(&self.router.route_text(text)?))
+    }
+
+    /// Route a query embedding (only for routers trained on embeddings).
+    pub fn route_embedding(&self, e: &[f32]) -> Result<Value, EngineError> {
+        check_finite("routeEmbedding", e)?;
+        Ok(decision_json(&self.router.route_embedding(e)?))
+    }
+
+    /// Cost-aware LLM choice for a route.
+    pub fn select_model(
+        &self,
+        route: &str,
+        complexity: f64,
+        budget: f64,
+    ) -> Result<Value, EngineError> {
+        let c = select_model(route, complexity, budget)?;
+        let v = serde_json::to_value(c).map_err(|e| EngineError::Input(e.to_string()))?;
+        Ok(camel_keys(v))
+    }
+
+    /// `W' q` for one embedding (base + global + this viewer's tier).
+    pub fn adapt_embeddings(&self, q: &[f32]) -> Result<(Vec<f32>, f32), EngineError> {
+        Ok(self.adapter.adapt_embedding(q)?)
+    }
+
+    /// Replace the catalog. `embeddings` is n × d row-major, ids must be unique.
+    pub fn load_catalog(
+        &mut self,
+        items: Vec<CatalogItem>,
+        embeddings: Vec<f32>,
+    ) -> Result<usize, EngineError> {
+        let d = self.cfg.d;
+        if items.is_empty() {
+            return input("loadCatalog: the catalog has no items");
+        }
+        if embeddings.len() != items.len() * d {
+            return input(format!(
+                "loadCatalog: embeddings has {} floats, expected {} items × d {} = {}",
+                embeddings.len(),
+                items.len(),
+                d,
+                items.len() * d
+            ));
+        }
+        check_finite("loadCatalog embeddings", &embeddings)?;
+        let mut index = HashMap::with_capacity(items.len());
+        for (i, it) in items.iter().enumerate() {
+            if it.id.is_empty() {
+                return input(format!("loadCatalog: item {i} has an empty id"));
+            }
+            if index.insert(it.id.clone(), i).is_some() {
+                return input(format!("loadCatalog: duplicate item id {:?}", it.id));
+            }
+        }
+        let n = items.len();
+        self.catalog = Some(Catalog {
+            items,
+            index,
+            embeddings,
+        });
+        Ok(n)
+    }
+
+    pub fn catalog_size(&self) -> usize {
+        self.catalog.as_ref().map_or(0, |c| c.items.len())
+    }
+
+    /// Rank the catalog for a query embedding: `score = ⟨W' q, e_item⟩` with the
+    /// viewer's adapter, split into the query match `⟨shared(q), e⟩` and what the
+    /// viewer's learned tier adds. The text query, when given, is routed too.
+    pub fn recommend(&mut self, req: &RecommendInput<'_>) -> Result<Value, EngineError> {
+        let d = self.cfg.d;
+        let Some(cat) = self.catalog.as_ref() else {
+            return Err(EngineError::NoCatalog { what: "recommend" });
+        };
+        if !(req.k.is_finite() && req.k >= 1.0 && req.k.fract() == 0.0) {
+            return input(format!(
+                "recommend: k must be a whole number ≥ 1, got {}",
+                req.k
+            ));
+        }
+        if req.embedding.len() != d {
+            return input(format!(
+                "recommend: embedding has {} floats, expected d = {d}",
+                req.embedding.len()
+            ));
+        }
+        check_finite("recommend embedding", req.embedding)?;
+        let decision = match req.query {
+            Some(q) => Some(self.router.route_text(q)?),
+            None => None,
+        };
+        let mut exclude = vec![false; cat.items.len()];
+        for id in &req.exclude {
+            match cat.index.get(id) {
+                Some(&i) => exclude[i] = true,
+                None => return input(format!("recommend: exclude names unknown item {id:?}")),
+            }
+        }
+        // ---- validated ----
+        self.adapter.adapt_into(req.embedding, &mut self.y)?;
+        self.shared.adapt_into(req.embedding, &mut self.ys)?;
+        let n = cat.items.len();
+        let mut scores = vec![0f32; n];
+        for (s, e) in scores.iter_mut().zip(cat.embeddings.chunks_exact(d)) {
+            *s = dot(&self.y, e);
+        }
+        let k = (req.k as usize).min(n);
+        let top = top_k(&scores, k, &exclude);
+        let items: Vec<Value> = top
+            .iter()
+            .map(|&i| {
+                let i = i as usize;
+                let e = &cat.embeddings[i * d..(i + 1) * d];
+                let total = scores[i];
+                let query_match = dot(&self.ys, e);
+                let personal = total - query_match;
+                let it = &cat.items[i];
+                json!({
+                    "id": it.id,
+                    "title": it.title,
+                    "genres": it.genres,
+                    "year": it.year,
+                    "score": total,
+                    "queryScore": query_match,
+                    "personalScore": personal,
+                    "explanation": explain(query_match, personal),
+                })
+            })
+            .collect();
+        self.last_embedding = Some(req.embedding.to_vec());
+        Ok(json!({
+            "route": decision.as_ref().map(decision_json),
+            "items": items,
+        }))
+    }
+
+    /// Record one interaction with a catalog title; the adapter learns when its
+    /// decision rule says so. Returns the core's `UpdateOutcome` (camelCase).
+    pub fn record_interaction(&mut self, x: InteractionInput) -> Result<Value, EngineError> {
+        let d = self.cfg.d;
+        let Some(cat) = self.catalog.as_ref() else {
+            return Err(EngineError::NoCatalog {
+                what: "recordInteraction",
+            });
+        };
+        let Some(&i) = cat.index.get(&x.content_id) else {
+            return input(format!(
+                "recordInteraction: unknown contentId {:?} (not in the loaded catalog)",
+                x.content_id
+            ));
+        };
+        let stars = match x.rating {
+            None => None,
+            Some(r) if r.is_finite() => Some(r as f32),
+            Some(r) => return input(format!("recordInteraction: rating is not finite ({r})")),
+        };
+        let kind = InteractionKind::parse(&x.kind, stars)?;
+        if !(x.now.is_finite() && x.now.abs() < 1e15) {
+            return input(format!(
+                "recordInteraction: now is not a valid time ({})",
+                x.now
+            ));
+        }
+        let device: Device = match x.context.device.as_deref() {
+            None => Device::default(),
+            Some(s) => s.parse()?,
+        };
+        let interaction = ViewerInteraction {
+            kind,
+            content_id: x.content_id.clone(),
+            context: InteractionContext {
+                hour_of_day: x.context.hour_of_day,
+                day_of_week: x.context.day_of_week,
+                device,
+                moods: x.context.moods.clone(),
+            },
+        };
+        let query = match (&x.embedding, &self.last_embedding) {
+            (Some(e), _) => e.as_slice(),
+            (None, Some(e)) => e.as_slice(),
+            (None, None) => return input(
+                "recordInteraction: no embedding given and no recommend call yet to take it from",
+            ),
+        };
+        let item = &cat.embeddings[i * d..(i + 1) * d];
+        let out = self.adapter.update_from_interaction(
+            &interaction,
+            x.now.floor() as i64,
+            Observation { query, item },
+            &cat.embeddings,
+            &mut self.rng,
+        )?;
+        let v = serde_json::to_value(out).map_err(|e| EngineError::Input(e.to_string()))?;
+        Ok(camel_keys(v))
+    }
+
+    /// Learn from buffered interactions now, ignoring the decision thresholds.
+    pub fn flush(&mut self, now: f64) -> Result<Value, EngineError> {
+        let Some(cat) = self.catalog.as_ref() else {
+            return Err(EngineError::NoCatalog { what: "flush" });
+        };
+        if !now.is_finite() {
+            return input(format!("flush: now is not a valid time ({now})"));
+        }
+        let out = self
+            .adapter
+            .adapt_pending(now.floor() as i64, &cat.embeddings, &mut self.rng)?;
+        let v = serde_json::to_value(out).map_err(|e| EngineError::Input(e.to_string()))?;
+        Ok(camel_keys(v))
+    }
+
+    /// The adapter's learning state (camelCase `AdapterStats`).
+    pub fn stats(&self) -> Result<Value, EngineError> {
+        let v = serde_json::to_value(self.adapter.stats())
+            .map_err(|e| EngineError::Input(e.to_string()))?;
+        Ok(camel_keys(v))
+    }
+
+    /// The federated update for the sync server: the core's sealed MessagePack `AdapterUpdate`.
+    pub fn export_update(&self) -> Vec<u8> {
+        self.adapter.export_update().to_bytes()
+    }
+
+    /// Install a newer global tier (the server's sealed `GlobalAdapter` bytes); returns its version.
+    pub fn apply_global(&mut self, bytes: &[u8]) -> Result<u64, EngineError> {
+        let mut adapter = self.adapter.clone();
+        let v = adapter.apply_global(bytes)?;
+        let shared = Adapter::new(
+            self.adapter.user_id(),
+            &self.cfg,
+            self.base.clone(),
+            adapter.global().clone(),
+        )?;
+        self.adapter = adapter;
+        self.shared = shared;
+        Ok(v)
+    }
+
+    /// The viewer's adapter and the global tier it runs on, in one sealed envelope.
+    pub fn save_state(&self) -> Vec<u8> {
+        seal_msgpack(
+            STATE_MAGIC,
+            STATE_VERSION,
+            &SavedState {
+                user_id: self.adapter.user_id().to_string(),
+                adapter: Blob(self.adapter.to_bytes()),
+                global: Blob(self.adapter.global().to_bytes()),
+            },
+        )
+    }
+
+    /// Restore [`save_state`](Self::save_state) bytes; they must match this engine's user and config.
+    pub fn load_state(&mut self, bytes: &[u8]) -> Result<(), EngineError> {
+        let s: SavedState = open_msgpack("engine state", STATE_MAGIC, STATE_VERSION, bytes)?;
+        if s.user_id != self.adapter.user_id() {
+            return input(format!(
+                "loadState: the state belongs to user {:?}, this engine is for {:?}",
+                s.user_id,
+                self.adapter.user_id()
+            ));
+        }
+        let global = Arc::new(GlobalAdapter::from_bytes(&s.global.0, &self.cfg)?);
+        let adapter = Adapter::from_bytes(
+            &s.adapter.0,
+            &s.user_id,
+            &self.cfg,
+            self.base.clone(),
+            global.clone(),
+        )?;
+        let shared = Adapter::new(&s.user_id, &self.cfg, self.base.clone(), global)?;
+        self.adapter = adapter;
+        self.shared = shared;
+        Ok(())
+    }
+
+    /// Decode an exported update (for hosts and tests that want to inspect it).
+    pub fn decode_update(bytes: &[u8]) -> Result<Value, EngineError> {
+        let u = AdapterUpdate::from_bytes(bytes)?;
+        Ok(json!({
+            "userId": u.user_id,
+            "globalVersion": u.global_version,
+            "d": u.d,
+            "rank": u.rank,
+            "alpha": u.alpha,
+            "scale": u.scale,
+            "sampleCount": u.sample_count,
+        }))
+    }
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// A short human-readable reason from the two parts of a score.
+fn explain(query_match: f32, personal: f32) -> String {
+    if personal.abs() < 1e-4 {
+        format!("Matches your search ({query_match:.2})")
+    } else if personal > 0.0 {
+        format!("Matches your search ({query_match:.2}); your taste lifts it (+{personal:.2})")
+    } else {
+        format!("Matches your search ({query_match:.2}); your taste lowers it ({personal:.2})")
+    }
+}
