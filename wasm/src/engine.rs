@@ -434,6 +434,7 @@ impl EngineCore {
                 moods: x.context.moods.clone(),
             },
         };
+        interaction.validate()?;
         let query = match (&x.embedding, &self.last_embedding) {
             (Some(e), _) => e.as_slice(),
             (None, Some(e)) => e.as_slice(),
