@@ -17,7 +17,8 @@ use sona_core::recommend::fusion::{rrf, Component, Fusion, FusionConfig, DEFAULT
 use sona_core::recommend::graph::{GraphConfig, GraphSage};
 use sona_core::recommend::item_knn::{ItemKnn, ItemKnnConfig};
 use sona_core::recommend::popularity::Popularity;
-use sona_core::recommend::OnlineRecommender;
+use sona_core::recommend::sona::{Sona, SonaConfig};
+use sona_core::recommend::{OnlineRecommender, Reason};
 
 use crate::dataset::load_dir;
 
@@ -235,6 +236,13 @@ fn build_systems(
         )
     })?;
     out.push(Box::new(bpr.clone()));
+    out.push(Box::new(Sona::new(
+        bpr.clone(),
+        &SonaConfig {
+            seed: seed ^ 0x50,
+            ..Default::default()
+        },
+    )?));
     let ease = match timed("ease", || {
         Ease::train(
             train,
@@ -307,6 +315,35 @@ fn build_systems(
     Ok(out)
 }
 
+/// The top-k of `user` (training items excluded) with each result's explanation.
+fn explained_example(
+    train: &Dataset,
+    m: &dyn OnlineRecommender,
+    user: u32,
+    k: usize,
+) -> Vec<(String, String)> {
+    let mut mask = vec![false; train.n_items()];
+    let mut now = 0;
+    for x in train.interactions.iter().filter(|x| x.user == user) {
+        mask[x.item as usize] = true;
+        now = now.max(x.timestamp);
+    }
+    m.recommend(user, k, &mask, now)
+        .into_iter()
+        .map(|i| {
+            let why = match m.explain(user, i, now) {
+                Some(Reason::Text(t)) => t,
+                Some(Reason::BecauseYouWatched(j)) => format!(
+                    "Because you watched {}",
+                    train.items[j as usize].display_title()
+                ),
+                None => String::new(),
+            };
+            (train.items[i as usize].display_title(), why)
+        })
+        .collect()
+}
+
 fn summary_json(s: &Summary) -> Value {
     let mut m = Map::new();
     for (name, v) in s.named() {
@@ -339,6 +376,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     );
     let mut notes = Vec::new();
     let mut tuning = Map::new();
+    let mut examples: Vec<(String, String)> = Vec::new();
     // protocol → [(system, summary)]
     let mut results: Vec<(String, Vec<(String, Summary)>)> = Vec::new();
     if want("static") {
@@ -356,6 +394,9 @@ pub fn run(args: &EvalArgs) -> Result<()> {
                 s.ndcg,
                 k = args.k
             );
+            if m.name() == "hybrid_rrf_tuned" {
+                examples = explained_example(&split.train, m.as_ref(), 0, args.k);
+            }
             rows.push((m.name().to_string(), s));
         }
         results.push(("static".into(), rows));
@@ -391,15 +432,28 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     notes.dedup();
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
-    let json = render_json(&ds, args, &results, &notes, tuning);
+    let mut json = render_json(&ds, args, &results, &notes, tuning);
+    json["example_user0_hybrid_rrf_tuned"] = json!(examples
+        .iter()
+        .map(|(t, e)| json!({"title": t, "explanation": e}))
+        .collect::<Vec<_>>());
     std::fs::write(
         args.out.join("eval.json"),
         serde_json::to_string_pretty(&json)? + "\n",
     )?;
-    std::fs::write(
-        args.out.join("eval.md"),
-        render_md(&ds, args, &results, &notes),
-    )?;
+    let mut md = render_md(&ds, args, &results, &notes);
+    if !examples.is_empty() {
+        let _ = writeln!(
+            md,
+            "## Example: static top-{} of user 0 (source id {}), hybrid_rrf_tuned\n",
+            args.k,
+            ds.user_source_ids.first().copied().unwrap_or(0)
+        );
+        for (i, (t, e)) in examples.iter().enumerate() {
+            let _ = writeln!(md, "{}. {t} — {e}", i + 1);
+        }
+    }
+    std::fs::write(args.out.join("eval.md"), md)?;
     std::fs::write(args.out.join("eval.svg"), render_svg(&results, args.k))?;
     eprintln!(
         "wrote {}/eval.{{json,md,svg}} in {:.1}s total",
@@ -571,4 +625,111 @@ fn render_svg(results: &[(String, Vec<(String, Summary)>)], k: usize) -> String 
     }
     s.push_str("</svg>\n");
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A small ML-100K-layout directory: 40 users × 12 ratings over 30 items, two
+    /// taste groups, the last 8 users only active late (cold start).
+    fn fixture(dir: &std::path::Path) {
+        std::fs::create_dir_all(dir).unwrap();
+        let mut items = Vec::new();
+        for i in 1..=30u32 {
+            let mut flags = vec!["0"; 19];
+            flags[if i <= 15 { 1 } else { 5 }] = "1";
+            items.push(format!(
+                "{i}|Movie {i}, The (199{})|01-Jan-1995||u|{}",
+                i % 10,
+                flags.join("|")
+            ));
+        }
+        std::fs::write(dir.join("u.item"), items.join("\n") + "\n").unwrap();
+        let mut rows = Vec::new();
+        for u in 1..=40u32 {
+            let late = u > 32;
+            for k in 0..12u32 {
+                let base = if u % 2 == 0 { 0 } else { 15 };
+                let item = base + (u * 7 + k * 4) % 15 + 1;
+                let ts = if late {
+                    2_000_000 + (u * 100 + k) as i64
+                } else {
+                    1_000_000 + (k * 5_000 + u) as i64
+                };
+                rows.push(format!("{u}\t{item}\t{}\t{ts}", 1 + (u + k) % 5));
+            }
+        }
+        std::fs::write(dir.join("u.data"), rows.join("\n") + "\n").unwrap();
+    }
+
+    #[test]
+    fn eval_writes_all_protocols_and_is_deterministic() {
+        let root = std::env::temp_dir().join(format!("sona-eval-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        fixture(&root.join("data"));
+        let args = |out: &str| EvalArgs {
+            data: root.join("data"),
+            out: root.join(out),
+            seed: 3,
+            protocols: ALL_PROTOCOLS.iter().map(|s| s.to_string()).collect(),
+            k: 10,
+        };
+        run(&args("a")).unwrap();
+        run(&args("b")).unwrap();
+        let a = std::fs::read_to_string(root.join("a/eval.json")).unwrap();
+        assert_eq!(
+            a,
+            std::fs::read_to_string(root.join("b/eval.json")).unwrap()
+        );
+        let v: Value = serde_json::from_str(&a).unwrap();
+        for p in ALL_PROTOCOLS {
+            let systems = v["protocols"][p]["systems"].as_object().unwrap();
+            for name in [
+                "popularity",
+                "item_knn",
+                "bpr_mf",
+                "sona",
+                "ease",
+                "content",
+                "graph",
+                "context",
+                "hybrid_rrf",
+                "hybrid_rrf_tuned",
+            ] {
+                let m = &systems[name];
+                for key in [
+                    "precision@10",
+                    "recall@10",
+                    "ndcg@10",
+                    "hr@10",
+                    "mrr",
+                    "coverage",
+                ] {
+                    let x = m[key].as_f64().unwrap();
+                    assert!((0.0..=1.0).contains(&x), "{p} {name} {key} = {x}");
+                }
+            }
+        }
+        assert!(
+            v["protocols"]["cold_start"]["systems"]["popularity"]["users"]
+                .as_u64()
+                .unwrap()
+                > 0
+        );
+        let md = std::fs::read_to_string(root.join("a/eval.md")).unwrap();
+        assert!(md.contains("| hybrid_rrf_tuned |"));
+        assert!(md.contains("## Example: static top-10 of user 0"));
+        let ex = v["example_user0_hybrid_rrf_tuned"].as_array().unwrap();
+        assert_eq!(ex.len(), 10);
+        assert!(ex
+            .iter()
+            .all(|e| !e["explanation"].as_str().unwrap().is_empty()));
+        let svg = std::fs::read_to_string(root.join("a/eval.svg")).unwrap();
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        let mut bad = args("c");
+        bad.protocols = vec!["nope".into()];
+        assert!(run(&bad).is_err());
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 }

@@ -9,7 +9,10 @@
 //! ```
 //! Options: `--uniform` (random on the sphere instead of 1,000 Gaussian
 //! clusters in 50 topics), `--m M`, `--ef-construction E`, `--ef-search E` (comma list to
-//! sweep), `--queries Q` (default 200), `--dim D` (default 384).
+//! sweep), `--queries Q` (default 200), `--dim D` (default 384),
+//! `--no-keep-pruned` (heuristic links only), `--save FILE` (write the built
+//! bank), `--load FILE` (measure a saved bank of the same N and data instead of
+//! building one, e.g. to sweep `--ef-search` without a rebuild).
 
 #[path = "common/bank_data.rs"]
 mod bank_data;
@@ -28,6 +31,8 @@ fn main() {
     let mut cfg = BankConfig::default();
     let mut queries = 200usize;
     let mut ef_list: Vec<usize> = vec![cfg.hnsw.ef_search];
+    let mut save: Option<String> = None;
+    let mut load: Option<String> = None;
     let mut i = 0;
     let val = |i: usize| -> &str {
         args.get(i + 1)
@@ -37,6 +42,15 @@ fn main() {
     while i < args.len() {
         match args[i].as_str() {
             "--uniform" => data = Data::Uniform,
+            "--no-keep-pruned" => cfg.hnsw.keep_pruned = false,
+            "--save" => {
+                save = Some(val(i).to_string());
+                i += 1
+            }
+            "--load" => {
+                load = Some(val(i).to_string());
+                i += 1
+            }
             "--m" => {
                 cfg.hnsw.m = val(i).parse().expect("--m");
                 i += 1
@@ -65,10 +79,27 @@ fn main() {
         i += 1;
     }
     println!(
-        "bank_scale: n={n} dim={} data={data:?} m={} ef_construction={}",
-        cfg.dim, cfg.hnsw.m, cfg.hnsw.ef_construction
+        "bank_scale: n={n} dim={} data={data:?} m={} ef_construction={} keep_pruned={}",
+        cfg.dim, cfg.hnsw.m, cfg.hnsw.ef_construction, cfg.hnsw.keep_pruned
     );
     let mut gen = Generator::new(cfg.dim, data, 42);
+    if let Some(path) = &load {
+        // Same data and queries as the run that saved it: replay the generator.
+        for _ in 0..n {
+            gen.pattern();
+        }
+        let bytes = std::fs::read(path).expect("read bank file");
+        let t = Instant::now();
+        let mut bank = ReasoningBank::from_bytes(&bytes).expect("bank file loads");
+        println!(
+            "loaded {} patterns from {path} in {:.2} s",
+            bank.len(),
+            t.elapsed().as_secs_f64()
+        );
+        assert_eq!(bank.len(), n, "file holds a different N");
+        measure(&mut bank, &mut gen, n, queries, &ef_list);
+        return;
+    }
     let mut bank = ReasoningBank::new(cfg.clone()).expect("valid config");
     let t0 = Instant::now();
     let mut last = t0;
@@ -93,12 +124,41 @@ fn main() {
         n as f64 / build,
         bank.is_indexed()
     );
+    if let Some(path) = &save {
+        std::fs::write(path, bank.to_bytes()).expect("write bank file");
+        println!("saved to {path}");
+    }
+    measure(&mut bank, &mut gen, n, queries, &ef_list);
+}
+
+fn measure(
+    bank: &mut ReasoningBank,
+    gen: &mut Generator,
+    n: usize,
+    queries: usize,
+    ef_list: &[usize],
+) {
+    let cfg = bank.config().clone();
     let heap = bank.approx_heap_bytes();
     println!(
         "heap: {heap} bytes = {:.0} bytes/pattern (raw f32 embedding alone: {} bytes)",
         heap as f64 / n as f64,
         cfg.dim * 4
     );
+
+    let t = Instant::now();
+    let bytes = bank.to_bytes();
+    let ser = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let back = ReasoningBank::from_bytes(&bytes).expect("own bytes load");
+    println!(
+        "persist: {} bytes ({:.0} bytes/pattern), to_bytes {ser:.2} s, from_bytes {:.2} s",
+        bytes.len(),
+        bytes.len() as f64 / n as f64,
+        t.elapsed().as_secs_f64()
+    );
+    assert_eq!(back.len(), bank.len());
+    drop((back, bytes));
 
     let qs: Vec<Vec<f32>> = (0..queries).map(|_| gen.embedding()).collect();
     let ctx = PatternContext::default();
@@ -111,7 +171,7 @@ fn main() {
         "exact scan: {:.0} µs/query (mean over {queries})",
         t.elapsed().as_secs_f64() * 1e6 / queries as f64
     );
-    for ef in ef_list {
+    for &ef in ef_list {
         bank.set_ef_search(ef);
         let mut hit = 0usize;
         for (q, tr) in qs.iter().zip(&truth) {

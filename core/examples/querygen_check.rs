@@ -180,6 +180,7 @@ fn main() {
             n_classes: Route::COUNT,
             w_rank: None,
             u_rank: None,
+            pool: Default::default(),
         };
         let names: Vec<String> = Route::ALL.iter().map(|r| r.name().to_string()).collect();
         let texts: Vec<&str> = s.train.iter().map(|q| q.text.as_str()).collect();

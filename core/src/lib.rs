@@ -10,6 +10,7 @@
 //! - [`router`]: tokenizer, FastGRNN, training, quantization, route registry, model selection.
 //! - [`bank`]: ReasoningBank — pattern memory of what worked (exact scan / own HNSW), learning loop, maintenance, persistence.
 //! - [`personalize`]: two-tier LoRA adapter, EWC++, interaction signals (on-device learning).
+//! - [`federated`]: robust Fisher-weighted aggregation of adapter updates under EWC++, truncated-SVD re-factorization, optional DP.
 //! - [`rng`], [`optim`], [`codec`]: deterministic randomness, Adam, checksummed envelopes.
 
 pub mod attention;
@@ -17,6 +18,7 @@ pub mod bank;
 pub mod codec;
 pub mod data;
 pub mod eval;
+pub mod federated;
 pub mod optim;
 pub mod personalize;
 pub mod recommend;

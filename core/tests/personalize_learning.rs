@@ -70,6 +70,21 @@ impl Catalog {
         }
     }
 
+    /// A random unit vector orthogonal to every genre centroid: a context or
+    /// profile with no prior preference for any genre.
+    fn neutral(&self, rng: &mut Rng) -> Vec<f32> {
+        let mut v = unit(rng, self.d);
+        for _ in 0..2 {
+            for c in &self.centroids {
+                let p: f32 = v.iter().zip(c).map(|(a, b)| a * b).sum();
+                let n: f32 = c.iter().map(|x| x * x).sum();
+                v.iter_mut().zip(c).for_each(|(x, y)| *x -= p / n * y);
+            }
+        }
+        normalize(&mut v);
+        v
+    }
+
     fn item(&self, i: usize) -> &[f32] {
         &self.items[i * self.d..(i + 1) * self.d]
     }
@@ -198,10 +213,21 @@ fn small_cfg() -> PersonalizeConfig {
 }
 
 fn learning_case(base: BaseProjection, label: &str) {
-    let cfg = small_cfg();
+    learning_case_cfg(
+        PersonalizeConfig {
+            d: base.d(),
+            rank: 8,
+            ..Default::default()
+        },
+        base,
+        label,
+    )
+}
+
+fn learning_case_cfg(cfg: PersonalizeConfig, base: BaseProjection, label: &str) {
     let cat = Catalog::new(cfg.d, 40, 12, 7);
     let mut rng = Rng::new(99);
-    let q = unit(&mut Rng::new(1234), cfg.d);
+    let q = cat.neutral(&mut Rng::new(1234));
     let mut ad = fresh(&cfg, base, "viewer-1");
     let n_held = cat.held_out.len() as f64;
     let thr0 = cat.mean_rank(&ad, &q, THRILLER);
@@ -225,8 +251,13 @@ fn learning_case(base: BaseProjection, label: &str) {
     // Both LoRA factors moved (B from zero, A from its initialization).
     let (a, b) = ad.factors();
     let a0 = fresh(&cfg, BaseProjection::identity(cfg.d), "viewer-1");
+    let (_, magnitude) = ad.adapt_embedding(&q).unwrap();
+    println!(
+        "[{label}] d = {}: adaptation magnitude ‖W'q − Wq‖/‖Wq‖ = {magnitude:.2}",
+        cfg.d
+    );
     let (a_init, _) = a0.factors();
-    let da: f32 = a.iter().zip(a_init).map(|(x, y)| (x - y).abs()).sum();
+    let da: f32 = a.iter().zip(&a_init).map(|(x, y)| (x - y).abs()).sum();
     let nb: f32 = b.iter().map(|x| x.abs()).sum();
     assert!(da > 1e-2 && nb > 1e-2, "A moved {da}, B moved {nb}");
 }
@@ -234,6 +265,27 @@ fn learning_case(base: BaseProjection, label: &str) {
 #[test]
 fn learning_identity_base_ranks_thrillers_up_and_comedies_down() {
     learning_case(BaseProjection::identity(32), "identity W");
+}
+
+/// The product shape (d = 384, default config).
+#[test]
+fn learning_identity_base_at_d384() {
+    learning_case(BaseProjection::identity(384), "identity W, d=384");
+}
+
+/// With the update norm capped at 1 (‖ΔW_u q‖ ≤ ‖W q‖ for unit q) the
+/// viewer's preference is still learned.
+#[test]
+fn learning_with_capped_update_norm() {
+    let cfg = PersonalizeConfig {
+        max_update_norm: Some(1.0),
+        ..small_cfg()
+    };
+    learning_case_cfg(
+        cfg,
+        BaseProjection::identity(32),
+        "identity W, update norm <= 1",
+    );
 }
 
 #[test]
@@ -261,18 +313,7 @@ fn forgetting_run(cfg: &PersonalizeConfig, seed: u64) -> [f64; 5] {
     let mut crng = Rng::new(2024 + seed);
     // Context directions orthogonal to every genre centroid: before learning,
     // neither context prefers any genre.
-    let neutral = |rng: &mut Rng| {
-        let mut v = unit(rng, cfg.d);
-        for _ in 0..2 {
-            for c in &cat.centroids {
-                let p: f32 = v.iter().zip(c).map(|(a, b)| a * b).sum();
-                let n: f32 = c.iter().map(|x| x * x).sum();
-                v.iter_mut().zip(c).for_each(|(x, y)| *x -= p / n * y);
-            }
-        }
-        normalize(&mut v);
-        v
-    };
+    let neutral = |rng: &mut Rng| cat.neutral(rng);
     let shared = neutral(&mut crng);
     let mut qa: Vec<f32> = shared
         .iter()

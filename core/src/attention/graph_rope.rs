@@ -24,7 +24,7 @@ impl Default for GraphRope {
 }
 
 /// Rotates every row of `x` (`[n × d]`) by its position: pair `t` by `pos · base^(−2t/d)`.
-pub fn rotate(x: &[f32], pos: &[f32], d: usize, base: f32, out: &mut [f32]) {
+pub(crate) fn rotate(x: &[f32], pos: &[f32], d: usize, base: f32, out: &mut [f32]) {
     for (r, (src, dst)) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)).enumerate() {
         for t in 0..d / 2 {
             let theta = (base as f64).powf(-2.0 * t as f64 / d as f64);

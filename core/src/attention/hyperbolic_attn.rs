@@ -136,6 +136,7 @@ impl HyperbolicAttention {
 
     /// Attention weights `[n_q × n_k]` (exposed for the dual-space mechanism and tests).
     pub fn weights(&self, inp: &AttnInput) -> Result<Vec<f32>, AttnError> {
+        inp.validate(inp.n_q * inp.d_v)?;
         let c = self.check()?;
         let qb = to_ball(inp.q, inp.d, c, self.input, "queries")?;
         let kb = to_ball(inp.k, inp.d, c, self.input, "keys")?;

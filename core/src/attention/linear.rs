@@ -6,7 +6,7 @@
 //! sets is the sum of their states. Non-causal; `extras` are not read.
 
 use super::math::axpy;
-use super::{Attention, AttnError, AttnInput};
+use super::{check_finite, Attention, AttnError, AttnInput};
 
 /// Linear (kernelized) attention.
 #[derive(Clone, Copy, Debug, Default)]
@@ -44,8 +44,38 @@ impl LinearState {
         }
     }
 
-    /// Adds `n` keys (`[n × d]`) and values (`[n × d_v]`), assumed validated.
-    pub fn absorb(&mut self, k: &[f32], v: &[f32]) {
+    /// Adds `n` keys (`[n × d]`) and values (`[n × d_v]`); rejects bad shapes and NaN/inf
+    /// without changing the state.
+    pub fn absorb(&mut self, k: &[f32], v: &[f32]) -> Result<(), AttnError> {
+        self.check_dims()?;
+        if k.len() % self.d != 0 || k.len() / self.d * self.d_v != v.len() {
+            return Err(AttnError::Shape {
+                what: "values",
+                expected: k.len() / self.d * self.d_v,
+                got: v.len(),
+            });
+        }
+        check_finite("keys", k)?;
+        check_finite("values", v)?;
+        self.absorb_raw(k, v);
+        Ok(())
+    }
+
+    fn check_dims(&self) -> Result<(), AttnError> {
+        if self.d == 0 || self.d_v == 0 {
+            return Err(AttnError::ZeroDim { what: "d/d_v" });
+        }
+        if self.s.len() != self.d * self.d_v || self.z.len() != self.d {
+            return Err(AttnError::Shape {
+                what: "linear state",
+                expected: self.d * self.d_v + self.d,
+                got: self.s.len() + self.z.len(),
+            });
+        }
+        Ok(())
+    }
+
+    fn absorb_raw(&mut self, k: &[f32], v: &[f32]) {
         let mut fk = vec![0.0f32; self.d];
         for (kj, vj) in k.chunks_exact(self.d).zip(v.chunks_exact(self.d_v)) {
             for (f, &x) in fk.iter_mut().zip(kj) {
@@ -58,14 +88,39 @@ impl LinearState {
         }
     }
 
-    /// The state of the union of two key sets.
-    pub fn merge(&mut self, other: &LinearState) {
+    /// The state of the union of two key sets (both must have the same shape).
+    pub fn merge(&mut self, other: &LinearState) -> Result<(), AttnError> {
+        self.check_dims()?;
+        other.check_dims()?;
+        if (self.d, self.d_v) != (other.d, other.d_v) {
+            return Err(AttnError::ConfigMismatch {
+                mechanism: "linear",
+                what: "state width",
+                expected: self.d * self.d_v,
+                got: other.d * other.d_v,
+            });
+        }
         self.s.iter_mut().zip(&other.s).for_each(|(a, b)| *a += b);
         self.z.iter_mut().zip(&other.z).for_each(|(a, b)| *a += b);
+        Ok(())
     }
 
     /// Output rows for `n` queries (`[n × d]`) into `out` (`[n × d_v]`).
-    pub fn query(&self, q: &[f32], out: &mut [f32]) {
+    pub fn query(&self, q: &[f32], out: &mut [f32]) -> Result<(), AttnError> {
+        self.check_dims()?;
+        if q.len() % self.d != 0 || q.len() / self.d * self.d_v != out.len() {
+            return Err(AttnError::Shape {
+                what: "output",
+                expected: q.len() / self.d * self.d_v,
+                got: out.len(),
+            });
+        }
+        check_finite("queries", q)?;
+        self.query_raw(q, out);
+        Ok(())
+    }
+
+    fn query_raw(&self, q: &[f32], out: &mut [f32]) {
         let mut fq = vec![0.0f32; self.d];
         for (qi, o) in q.chunks_exact(self.d).zip(out.chunks_exact_mut(self.d_v)) {
             for (f, &x) in fq.iter_mut().zip(qi) {
@@ -90,8 +145,8 @@ impl Attention for LinearAttention {
     fn forward(&self, inp: &AttnInput, out: &mut [f32]) -> Result<(), AttnError> {
         inp.validate(out.len())?;
         let mut st = LinearState::new(inp.d, inp.d_v);
-        st.absorb(inp.k, inp.v);
-        st.query(inp.q, out);
+        st.absorb_raw(inp.k, inp.v);
+        st.query_raw(inp.q, out);
         Ok(())
     }
 }
@@ -136,16 +191,22 @@ mod tests {
         let (n_q, n_k, d, d_v) = (4, 50, 6, 2);
         let (q, k, v) = rand_qkv(2, n_q, n_k, d, d_v);
         let mut whole = LinearState::new(d, d_v);
-        whole.absorb(&k, &v);
+        whole.absorb(&k, &v).unwrap();
         let mut a = LinearState::new(d, d_v);
-        a.absorb(&k[..20 * d], &v[..20 * d_v]);
+        a.absorb(&k[..20 * d], &v[..20 * d_v]).unwrap();
         let mut b = LinearState::new(d, d_v);
-        b.absorb(&k[20 * d..], &v[20 * d_v..]);
-        a.merge(&b);
+        b.absorb(&k[20 * d..], &v[20 * d_v..]).unwrap();
+        a.merge(&b).unwrap();
         assert_eq!(a.s.len(), d * d_v);
         let (mut o1, mut o2) = (vec![0.0; n_q * d_v], vec![0.0; n_q * d_v]);
-        whole.query(&q, &mut o1);
-        a.query(&q, &mut o2);
+        whole.query(&q, &mut o1).unwrap();
+        a.query(&q, &mut o2).unwrap();
         assert_close(&o1, &o2, 1e-5);
+        // Bad shapes are errors and leave the state unchanged.
+        let before = a.clone();
+        assert!(a.absorb(&k[..d], &v[..d_v + 1]).is_err());
+        assert!(a.merge(&LinearState::new(d + 1, d_v)).is_err());
+        assert!(LinearState::new(0, 1).query(&[], &mut []).is_err());
+        assert_eq!(a, before);
     }
 }

@@ -1,4 +1,5 @@
 //! Small dense kernels shared by the mechanisms (row-major, no allocation).
+//! Crate-private: callers validate shapes first.
 
 /// Dot product with four independent accumulators so the loop vectorizes
 /// without reassociation by the compiler.
@@ -64,15 +65,6 @@ pub fn matmul_at_b_acc(a: &[f32], b: &[f32], m: usize, k: usize, n: usize, out: 
         let brow = &b[i * n..(i + 1) * n];
         for t in 0..k {
             axpy(a[i * k + t], brow, &mut out[t * n..(t + 1) * n]);
-        }
-    }
-}
-
-/// `out[m × k] = a[m × n] · bᵀ` for `b[k × n]`.
-pub fn matmul_a_bt(a: &[f32], b: &[f32], m: usize, n: usize, k: usize, out: &mut [f32]) {
-    for i in 0..m {
-        for j in 0..k {
-            out[i * k + j] = dot(&a[i * n..(i + 1) * n], &b[j * n..(j + 1) * n]);
         }
     }
 }

@@ -11,6 +11,25 @@
 //! The catalog ([`registry::MECHANISMS`]) lists only mechanisms that are
 //! implemented here and tested against a reference or their defining formula:
 //! 14 mechanisms plus the Poincaré-ball operations in [`hyperbolic`].
+//!
+//! | name | reference test | property test | reads |
+//! |---|---|---|---|
+//! | `dot_product` | f64 formula | one-hot query returns its value | mask |
+//! | `multi_head` | f64 per-head reference; 1 head + identity = dot-product | finite-difference gradients (W_q, W_k, W_v, W_o) | mask |
+//! | `flash` | equals `dot_product` within 1e-5 | scratch O(block), overflow-free online rescaling | mask |
+//! | `linear` | explicit quadratic form | keys enter through an additive fixed-size state | — |
+//! | `hyperbolic` | distance + gyromidpoint formula | commutes with Möbius translations | mask |
+//! | `moe` | gate-weighted expert sum | only top-k experts run; FD gradients (gate, experts) | mask |
+//! | `graph_rope` | explicit rotation | depends only on relative position | positions, mask |
+//! | `edge_featured` | GAT formula on neighbours | edge features steer weights; FD gradients | edge_feats, adjacency, mask |
+//! | `dual_space` | weighted sum of both scores | extremes reduce to each space | mask |
+//! | `local_global` | dense with pattern mask | work linear in n; far keys ignored | mask |
+//! | `sparse` | dense with block mask | skipped blocks cost nothing and do not matter | mask |
+//! | `cross` | projected reference; identity = dot-product | query rows do not interact; FD gradients | mask |
+//! | `neighborhood` | dense with (A+I)^k mask | keys beyond k hops invisible | adjacency, query_nodes, mask |
+//! | `hierarchical` | product of sibling softmaxes | subtree mass decided at its root level | parents |
+//!
+//! [`selector`] picks three of them for a query text (FastGRNN from [`crate::router`]).
 
 #![allow(clippy::needless_range_loop, clippy::too_many_arguments)]
 
@@ -25,11 +44,13 @@ pub mod hyperbolic;
 pub mod hyperbolic_attn;
 pub mod linear;
 pub mod local_global;
-pub mod math;
+pub(crate) mod math;
 pub mod moe;
 pub mod multi_head;
 pub mod neighborhood;
 pub mod registry;
+pub mod selector;
+pub mod selector_data;
 pub mod sparse;
 
 pub use registry::{build, MechanismInfo, Registry, RegistryConfig, MECHANISMS};
@@ -79,9 +100,12 @@ pub struct Csr<'a> {
 }
 
 impl<'a> Csr<'a> {
-    /// Neighbours of node `u` (validated graphs only).
+    /// Neighbours of node `u`; empty when `u` or its offsets are out of range.
     pub fn neighbours(&self, u: usize) -> &'a [u32] {
-        &self.targets[self.offsets[u] as usize..self.offsets[u + 1] as usize]
+        match (self.offsets.get(u), self.offsets.get(u + 1)) {
+            (Some(&a), Some(&b)) => self.targets.get(a as usize..b as usize).unwrap_or(&[]),
+            _ => &[],
+        }
     }
 }
 

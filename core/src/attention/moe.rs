@@ -93,8 +93,30 @@ impl MoeAttention {
         check_finite("experts", &self.experts)
     }
 
-    /// Gate for one query: selected expert ids and renormalised weights (descending by weight).
-    pub fn gate(&self, qi: &[f32]) -> Vec<(usize, f32)> {
+    /// Gate for one query (`[d]`): selected expert ids and renormalised weights, descending.
+    pub fn gate(&self, qi: &[f32]) -> Result<Vec<(usize, f32)>, AttnError> {
+        if qi.len() != self.d {
+            return Err(AttnError::Shape {
+                what: "query",
+                expected: self.d,
+                got: qi.len(),
+            });
+        }
+        if self.w_gate.len() != self.d * self.n_experts
+            || self.top_k == 0
+            || self.top_k > self.n_experts
+        {
+            return Err(AttnError::Invalid {
+                what: "moe gate",
+                msg: "w_gate must be [d × n_experts] and top_k in 1..=n_experts".into(),
+            });
+        }
+        check_finite("query", qi)?;
+        check_finite("w_gate", &self.w_gate)?;
+        Ok(self.gate_raw(qi))
+    }
+
+    fn gate_raw(&self, qi: &[f32]) -> Vec<(usize, f32)> {
         let e = self.n_experts;
         let mut logits = vec![0.0f32; e];
         for (t, &x) in qi.iter().enumerate() {
@@ -149,7 +171,7 @@ impl MoeAttention {
             let qi = &inp.q[i * d..(i + 1) * d];
             let o = &mut out[i * d_v..(i + 1) * d_v];
             o.iter_mut().for_each(|x| *x = 0.0);
-            for (e, w) in self.gate(qi) {
+            for (e, w) in self.gate_raw(qi) {
                 stats.expert_calls += 1;
                 stats.per_expert[e] += 1;
                 self.expert_probs(e, qi, inp, i, &mut qe, &mut p);
@@ -177,7 +199,7 @@ impl MoeAttention {
         for i in 0..inp.n_q {
             let qi = &inp.q[i * d..(i + 1) * d];
             let go = &d_out[i * d_v..(i + 1) * d_v];
-            let sel = self.gate(qi);
+            let sel = self.gate_raw(qi);
             let mut dw = vec![0.0f32; sel.len()];
             for (s, &(e, w)) in sel.iter().enumerate() {
                 self.expert_probs(e, qi, inp, i, &mut qe, &mut p);

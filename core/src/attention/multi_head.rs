@@ -167,6 +167,25 @@ impl MultiHead {
         self.check(inp, d_out.len())?;
         check_finite("d_out", d_out)?;
         let (n_q, n_k, hd, dh) = (inp.n_q, inp.n_k, self.heads * self.d_head, self.d_head);
+        for (what, got, expected) in [
+            ("cache queries", cache.qp.len(), n_q * hd),
+            ("cache keys", cache.kp.len(), n_k * hd),
+            ("cache values", cache.vp.len(), n_k * hd),
+            (
+                "cache probabilities",
+                cache.probs.len(),
+                self.heads * n_q * n_k,
+            ),
+            ("cache heads", cache.concat.len(), n_q * hd),
+        ] {
+            if got != expected {
+                return Err(AttnError::Shape {
+                    what,
+                    expected,
+                    got,
+                });
+            }
+        }
         let mut g = MultiHeadGrads {
             w_q: vec![0.0; self.w_q.len()],
             w_k: vec![0.0; self.w_k.len()],

@@ -8,12 +8,14 @@
 //! - `hnsw` 0.11 (`src/hnsw/hnsw_const.rs`) keeps `features: Vec<T>`, its own
 //!   owned copy of every point. With the bank's own copy (needed for exact
 //!   re-ranking, persistence and merge) that is 2 × 1,536 B = 3 KB per pattern at
-//!   d = 384, over the 2 KB budget. Its metric must return an unsigned integer
-//!   (`Unit: Unsigned + Ord`), so cosine needs a lossy float→int mapping, and it
-//!   has no removal at all (prune and merge delete patterns).
+//!   d = 384, over the 2 KB budget. Its metric is `space` 0.17's `Metric<P>`,
+//!   whose distance must be an unsigned integer (`type Unit: Unsigned + Ord +
+//!   Copy`), so cosine needs a float→bits mapping; and it has no removal at all
+//!   (no `remove`/`delete` in `src/`), while prune and merge delete patterns.
 //! - `instant-distance` 0.6 (`src/lib.rs`) builds only in batch
 //!   (`Builder::build(points, values)`): no incremental insert, so each pattern
-//!   the learning loop creates would cost a full rebuild; it also owns its points.
+//!   the learning loop creates would cost a full rebuild, and no removal; it
+//!   also owns its points (`Vec<P>`), the same double copy.
 //!
 //! This graph therefore stores only links (`u32` ids; layer 0 in one flat array
 //! with `m0 = 2·m` slots per node, upper layers in a boxed slice per node that has
@@ -31,6 +33,10 @@ use serde::{Deserialize, Serialize};
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
+/// Off: on uniform 384-d data (10k) it changed recall@10 by < 0.01 and slowed
+/// the build (bank_scale 10000 --uniform, with and without --no-keep-pruned).
+const KEEP_PRUNED_DEFAULT: bool = false;
+
 /// Empty link slot.
 pub(crate) const EMPTY: u32 = u32::MAX;
 /// Highest layer a node can get (level is capped here).
@@ -47,6 +53,11 @@ pub struct HnswConfig {
     pub ef_search: usize,
     /// Seed of the level assignment.
     pub seed: u64,
+    /// Fill a node's links up to capacity with candidates the heuristic
+    /// discarded (the paper's `keepPrunedConnections`): keeps the degree up on
+    /// data where the heuristic prunes hard (high intrinsic dimension).
+    #[serde(default)]
+    pub keep_pruned: bool,
 }
 
 impl Default for HnswConfig {
@@ -56,6 +67,7 @@ impl Default for HnswConfig {
             ef_construction: 100,
             ef_search: 64,
             seed: 0x5EED_BA4C,
+            keep_pruned: KEEP_PRUNED_DEFAULT,
         }
     }
 }
@@ -210,6 +222,7 @@ pub(crate) struct Hnsw {
     m0: usize,
     ef_construction: usize,
     seed: u64,
+    keep_pruned: bool,
     ml: f64,
     levels: Vec<u8>,
     layer0: Vec<u32>,
@@ -237,6 +250,7 @@ impl Hnsw {
             m0: 2 * m,
             ef_construction: cfg.ef_construction.max(m),
             seed: cfg.seed,
+            keep_pruned: cfg.keep_pruned,
             ml: 1.0 / (m as f64).ln(),
             levels: Vec::new(),
             layer0: Vec::new(),
@@ -373,6 +387,16 @@ impl Hnsw {
                 kept.push(c.node);
             }
         }
+        if self.keep_pruned && kept.len() < max {
+            for c in cands {
+                if kept.len() >= max {
+                    break;
+                }
+                if !kept.contains(&c.node) {
+                    kept.push(c.node);
+                }
+            }
+        }
         kept
     }
 
@@ -498,7 +522,8 @@ impl Hnsw {
             ep = self.search_layer(q, vecs, &ep, 1, layer, &all, &mut v, &mut evals);
         }
         let mut v = Bits(vec![0; self.len().div_ceil(64)]);
-        let w = self.search_layer(q, vecs, &ep, ef.max(k), 0, accept, &mut v, &mut evals);
+        let ef = ef.max(k).min(self.len());
+        let w = self.search_layer(q, vecs, &ep, ef, 0, accept, &mut v, &mut evals);
         (
             w.into_iter()
                 .take(k)
@@ -516,6 +541,7 @@ impl Hnsw {
         out.extend_from_slice(&self.seed.to_le_bytes());
         out.extend_from_slice(&self.entry.to_le_bytes());
         out.push(self.max_level);
+        out.push(self.keep_pruned as u8);
         out.extend_from_slice(&(self.len() as u64).to_le_bytes());
         out.extend_from_slice(&self.levels);
         for &x in &self.layer0 {
@@ -536,9 +562,15 @@ impl Hnsw {
         let seed = r.u64()?;
         let entry = r.u32()?;
         let max_level = r.u8()?;
+        let keep_pruned = r.u8()?;
         let n = r.u64()? as usize;
-        if !(2..=1024).contains(&m) {
-            return Err(format!("graph m = {m} out of range"));
+        if keep_pruned > 1 {
+            return Err(format!("graph keep_pruned flag {keep_pruned}"));
+        }
+        if !(2..=1024).contains(&m) || !(1..=65_536).contains(&efc) {
+            return Err(format!(
+                "graph m = {m} or ef_construction = {efc} out of range"
+            ));
         }
         if n != n_nodes {
             return Err(format!("graph has {n} nodes, bank has {n_nodes} slots"));
@@ -550,6 +582,7 @@ impl Hnsw {
                 ef_construction: efc,
                 ef_search: 0,
                 seed,
+                keep_pruned: keep_pruned == 1,
             },
         );
         g.levels = r.bytes(n)?.to_vec();
@@ -686,6 +719,7 @@ mod tests {
                 ef_construction: 64,
                 ef_search: 64,
                 seed: 1,
+                keep_pruned: false,
             },
         );
         for _ in 0..n {
@@ -734,9 +768,9 @@ mod tests {
             n
         )
         .is_err());
-        // A link pointing past the end (layer 0 starts after the 29-byte head + levels).
+        // A link pointing past the end (layer 0 starts after the 30-byte head + levels).
         let mut bad = buf.clone();
-        let at = 29 + n;
+        let at = 30 + n;
         bad[at..at + 4].copy_from_slice(&(n as u32 + 5).to_le_bytes());
         assert!(Hnsw::read(&mut Reader { buf: &bad }, d, n).is_err());
     }

@@ -15,8 +15,9 @@
 //!    usage, the earliest `created_at` and the latest `last_used`.
 //! 4. **Compact** when tombstones exceed `rebuild_tombstone_fraction`.
 //!
-//! [`ReasoningBank::aggregate_global`] clusters viewers' own patterns (cosine ≥
-//! `aggregate_similarity` to a seed, seeds by decreasing usage) and, per
+//! [`ReasoningBank::aggregate_global`] clusters viewers' own patterns (the up to
+//! `aggregate_max_cluster` unclustered patterns with cosine ≥
+//! `aggregate_similarity` to a seed; seeds by decreasing usage) and, per
 //! cluster, with U = the distinct users who have a pattern in it ("users who
 //! had a similar query"):
 //! - a **universal** pattern (no user, no segment) holding the results that
@@ -55,7 +56,7 @@ pub struct AggregationReport {
     pub replaced: usize,
 }
 
-/// Candidates looked at per merge / cluster seed.
+/// Candidates looked at per pattern when merging.
 const NEIGHBOURS: usize = 64;
 
 impl ReasoningBank {
@@ -206,7 +207,7 @@ impl ReasoningBank {
                         .is_some_and(|r| r.user.is_some())
             };
             let mut members: Vec<u32> = self
-                .nearest_by(&q, NEIGHBOURS, &accept)
+                .nearest_by(&q, self.config.aggregate_max_cluster, &accept)
                 .0
                 .into_iter()
                 .filter(|&(sim, _)| sim >= self.config.aggregate_similarity)

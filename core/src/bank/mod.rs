@@ -12,7 +12,7 @@
 //!   `min_similarity`, keeps those whose context matches
 //!   ([`ContextMatchConfig::matches`]) and returns the best `limit`.
 //!   `total_patterns_searched` is the number of live patterns the search ran
-//!   over (the bank size in scope), as in the proto; the number of similarity
+//!   over (the bank size), as in the proto; the number of similarity
 //!   evaluations it actually computed is reported beside it.
 //! - **Boost** ([`ReasoningBank::apply_patterns`]): a candidate in a pattern's
 //!   successful results gets `score × (1 + boost)`,
@@ -20,9 +20,16 @@
 //!   as 1 (boost = confidence). When several patterns contain a candidate the
 //!   **strongest** boost applies (no stacking: near-duplicate patterns would
 //!   otherwise multiply one signal).
-//! - **Learning** ([`ReasoningBank::learn`], module `learning`), **maintenance**
-//!   ([`ReasoningBank::maintain`], [`ReasoningBank::aggregate_global`]) and
-//!   **persistence** ([`ReasoningBank::to_bytes`], [`ReasoningBank::from_bytes`]).
+//! - **Learning** ([`ReasoningBank::learn`], rules in [`learning`]),
+//!   **maintenance** ([`ReasoningBank::maintain`],
+//!   [`ReasoningBank::aggregate_global`], rules in [`maintenance`]) and
+//!   **persistence** ([`ReasoningBank::to_bytes`], [`ReasoningBank::from_bytes`],
+//!   format in [`persist`]).
+//! - **Scope**: one bank can serve one viewer (on the device: [`Scope::All`])
+//!   or many ([`Scope::User`]: the viewer's own patterns, their segment's
+//!   aggregated patterns and universal ones). Per-viewer searches scan the
+//!   viewer's and the aggregated patterns exactly (a side index of slots), so a
+//!   viewer with 100 patterns in a bank of a million costs 100 similarities.
 //!
 //! # Index
 //! Below `exact_scan_below` live patterns the bank scans every vector; from
@@ -30,17 +37,32 @@
 //! and inserts into it incrementally. Removed patterns become tombstones that
 //! searches walk through but never return; once they exceed
 //! `rebuild_tombstone_fraction` of the slots the bank compacts and rebuilds.
+//! Why a graph of our own and not the `hnsw` / `instant-distance` crates: see
+//! [`hnsw`].
 //!
-//! # Measuring at 1M patterns
-//! `cargo run --release -p sona-core --example bank_scale -- 1000000` builds a
-//! bank of 1M clustered 384-d patterns, reports build rate, search p50/p99,
-//! recall@10 against exact search and heap bytes per pattern.
+//! # Memory
+//! Per pattern: the unit `f32` embedding (4·d bytes), a ~100-byte record, 8 bytes
+//! per result, an 8-byte slot id, the graph (1 level byte, `2·m` = 32 `u32`
+//! links on layer 0, a 16-byte pointer to upper-layer links that ~1/16 of the
+//! nodes have, a 4-byte visit mark) and 4 bytes of side index. Arrays grow by
+//! 1/16 instead of doubling. [`ReasoningBank::approx_heap_bytes`] adds up all
+//! capacities.
+//!
+//! # Measuring
+//! - `cargo bench -p sona-core --bench bank -- --warm-up-time 1 --measurement-time 3`:
+//!   search at 1k (exact scan), 10k and 100k patterns (d = 384), exact scan at
+//!   10k, `apply_patterns`; prints recall@10 and bytes per pattern.
+//! - 1M patterns: `cargo run --release -p sona-core --example bank_scale -- 1000000`
+//!   builds a bank of 1M clustered 384-d patterns and reports build rate,
+//!   bytes per pattern, persistence size and time, exact-scan time, and for each
+//!   `--ef-search` recall@10 against exact search and search p50/p99
+//!   (`--uniform` for random vectors on the sphere).
 
 pub mod hnsw;
-mod learning;
-mod maintenance;
+pub mod learning;
+pub mod maintenance;
 pub mod pattern;
-mod persist;
+pub mod persist;
 
 pub use hnsw::HnswConfig;
 pub use learning::{LearnOutcome, QueryFeedback, Signal};
@@ -53,6 +75,7 @@ pub use pattern::{
 use hnsw::{dot, Hnsw};
 use pattern::PatternRecord;
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use thiserror::Error;
 
 /// Why a bank operation was refused. A refused call leaves the bank unchanged.
@@ -133,6 +156,8 @@ pub struct BankConfig {
     pub segment_min_fraction: f32,
     /// Fewest distinct users of one segment a cluster needs for a segment pattern.
     pub segment_min_users: usize,
+    /// Most patterns one aggregation cluster takes (nearest to its seed).
+    pub aggregate_max_cluster: usize,
     /// Pattern-match rate the product aims for (spec: 0.35); reported in stats.
     pub match_rate_target: f32,
     /// Below this many live patterns search scans exactly; at or above it an
@@ -169,6 +194,7 @@ impl Default for BankConfig {
             universal_min_users: 5,
             segment_min_fraction: 0.5,
             segment_min_users: 3,
+            aggregate_max_cluster: 256,
             match_rate_target: 0.35,
             exact_scan_below: 2_000,
             hnsw: HnswConfig::default(),
@@ -230,11 +256,18 @@ impl BankConfig {
         if self.decay_after_secs <= 0 {
             return bad("decay_after_secs must be > 0");
         }
-        if self.max_results_per_pattern == 0 || self.learn_match_limit == 0 {
+        if self.max_results_per_pattern == 0
+            || self.learn_match_limit == 0
+            || self.aggregate_max_cluster == 0
+        {
             return bad("max_results_per_pattern and learn_match_limit must be ≥ 1");
         }
-        if self.hnsw.m < 2 || self.hnsw.m > 1024 || self.hnsw.ef_construction == 0 {
-            return bad("hnsw.m must be in 2..=1024 and ef_construction ≥ 1");
+        if self.hnsw.m < 2
+            || self.hnsw.m > 1024
+            || !(1..=65_536).contains(&self.hnsw.ef_construction)
+            || !(1..=65_536).contains(&self.hnsw.ef_search)
+        {
+            return bad("hnsw.m must be in 2..=1024, ef_construction and ef_search in 1..=65536");
         }
         if self.context.session_length_max_ratio.is_nan()
             || self.context.session_length_max_ratio < 1.0
@@ -277,7 +310,8 @@ impl Scope {
 pub struct SimilarPatterns {
     /// Best first, at most `limit`.
     pub matches: Vec<MatchedPattern>,
-    /// Live patterns in scope the search ran over (the proto's field).
+    /// Live patterns in the bank the search ran over (the proto's field),
+    /// before the scope and context filters.
     pub total_patterns_searched: usize,
     /// Similarity evaluations computed (exact scan: all; HNSW: a small part).
     pub similarity_evaluations: usize,
@@ -350,6 +384,11 @@ pub struct ReasoningBank {
     /// handed out in order and compaction keeps the order, so a lookup is a
     /// binary search (8 bytes per pattern instead of a hash map's ~20–40).
     slot_ids: Vec<PatternId>,
+    /// Slots of each viewer's own patterns, and of aggregated patterns
+    /// (tombstones stay listed until compaction): a per-viewer search scans
+    /// these few exactly instead of filtering the whole graph.
+    owner_slots: HashMap<u64, Vec<u32>>,
+    aggregated_slots: Vec<u32>,
     graph: Option<Hnsw>,
     next_id: PatternId,
     live: usize,
@@ -363,6 +402,20 @@ pub(crate) fn reserve_modest<T>(v: &mut Vec<T>, extra: usize) {
     if v.len() + extra > v.capacity() {
         v.reserve_exact(extra.max(v.len() / 16).max(16));
     }
+}
+
+/// Keep the `k` most similar (ties: lower slot), most similar first.
+fn top_k(all: &mut Vec<(f32, u32)>, k: usize) {
+    let by_sim = |a: &(f32, u32), b: &(f32, u32)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
+    if k == 0 {
+        all.clear();
+        return;
+    }
+    if all.len() > k {
+        all.select_nth_unstable_by(k - 1, by_sim);
+        all.truncate(k);
+    }
+    all.sort_unstable_by(by_sim);
 }
 
 /// Check an embedding and return it unit-normalized.
@@ -425,6 +478,8 @@ impl ReasoningBank {
             vectors: Vec::new(),
             slots: Vec::new(),
             slot_ids: Vec::new(),
+            owner_slots: HashMap::new(),
+            aggregated_slots: Vec::new(),
             graph: None,
             next_id: 1,
             live: 0,
@@ -444,7 +499,7 @@ impl ReasoningBank {
     }
     /// Change the search-time candidate list size of the graph (recall/speed knob).
     pub fn set_ef_search(&mut self, ef_search: usize) {
-        self.config.hnsw.ef_search = ef_search.max(1);
+        self.config.hnsw.ef_search = ef_search.clamp(1, 65_536);
     }
     /// Whether searches use the HNSW graph.
     pub fn is_indexed(&self) -> bool {
@@ -537,6 +592,7 @@ impl ReasoningBank {
         reserve_modest(&mut self.slots, 1);
         reserve_modest(&mut self.vectors, unit.len());
         self.slot_ids.push(rec.id);
+        self.note_side_index(&rec, self.slots.len() as u32);
         self.slots.push(Some(rec));
         self.vectors.extend_from_slice(unit);
         self.live += 1;
@@ -545,6 +601,27 @@ impl ReasoningBank {
         } else if self.live >= self.config.exact_scan_below {
             self.rebuild_index();
         }
+    }
+
+    fn note_side_index(&mut self, rec: &PatternRecord, slot: u32) {
+        if rec.aggregated {
+            self.aggregated_slots.push(slot);
+        } else if let Some(u) = rec.user {
+            self.owner_slots.entry(u).or_default().push(slot);
+        }
+    }
+
+    /// Rebuild the per-owner and aggregated slot lists from the slot table.
+    fn rebuild_side_indexes(&mut self) {
+        self.owner_slots = HashMap::new();
+        self.aggregated_slots = Vec::new();
+        let slots = std::mem::take(&mut self.slots);
+        for (i, r) in slots.iter().enumerate() {
+            if let Some(r) = r {
+                self.note_side_index(r, i as u32);
+            }
+        }
+        self.slots = slots;
     }
 
     /// Remove a pattern (tombstone; compacts when tombstones pile up).
@@ -590,6 +667,7 @@ impl ReasoningBank {
             .iter()
             .map(|r| r.as_ref().expect("compacted").id)
             .collect();
+        self.rebuild_side_indexes();
         self.graph = None;
         if self.live >= self.config.exact_scan_below {
             self.rebuild_index();
@@ -637,11 +715,13 @@ impl ReasoningBank {
                 range: "[-1, 1]",
             });
         }
-        let fetch = limit.saturating_mul(self.config.overfetch_factor);
+        let fetch = limit
+            .saturating_mul(self.config.overfetch_factor)
+            .min(self.live);
         let (near, evals, in_scope) = self.nearest(&q, fetch, scope);
         let fetched = near.len();
         let mut rejected_by_context = 0;
-        let mut matches = Vec::with_capacity(limit);
+        let mut matches = Vec::with_capacity(limit.min(fetch));
         for (sim, slot) in near {
             if matches.len() >= limit || sim < min_similarity {
                 break;
@@ -676,15 +756,31 @@ impl ReasoningBank {
     /// The `k` nearest live patterns in scope as (similarity, slot), best first;
     /// evaluations; live patterns in scope.
     fn nearest(&self, q: &[f32], k: usize, scope: Scope) -> (Vec<(f32, u32)>, usize, usize) {
-        let in_scope = match scope {
-            Scope::All => self.live,
-            _ => self
-                .slots
-                .iter()
-                .flatten()
-                .filter(|r| scope.admits(r))
-                .count(),
+        let in_scope = self.live;
+        let k = k.min(self.live);
+        let admitted = |s: &u32| {
+            self.slots[*s as usize]
+                .as_ref()
+                .is_some_and(|r| scope.admits(r))
         };
+        match scope {
+            Scope::Owner(Some(u)) => {
+                let list = self.owner_slots.get(&u).map_or(&[][..], Vec::as_slice);
+                let (near, evals) = self.exact_over(q, k, list.iter().copied().filter(admitted));
+                return (near, evals, in_scope);
+            }
+            Scope::User { user, .. } => {
+                let own = self.owner_slots.get(&user).map_or(&[][..], Vec::as_slice);
+                let cands = own
+                    .iter()
+                    .chain(&self.aggregated_slots)
+                    .copied()
+                    .filter(admitted);
+                let (near, evals) = self.exact_over(q, k, cands);
+                return (near, evals, in_scope);
+            }
+            _ => {}
+        }
         let accept = |s: u32| {
             self.slots[s as usize]
                 .as_ref()
@@ -710,6 +806,7 @@ impl ReasoningBank {
         k: usize,
         accept: &dyn Fn(u32) -> bool,
     ) -> (Vec<(f32, u32)>, usize) {
+        let k = k.min(self.live);
         if k == 0 {
             return (Vec::new(), 0);
         }
@@ -719,6 +816,19 @@ impl ReasoningBank {
         } else {
             (self.exact_nearest(q, k, accept), self.live)
         }
+    }
+
+    /// Exact top-k over the given slots; also returns how many were scored.
+    fn exact_over(
+        &self,
+        q: &[f32],
+        k: usize,
+        slots: impl Iterator<Item = u32>,
+    ) -> (Vec<(f32, u32)>, usize) {
+        let mut all: Vec<(f32, u32)> = slots.map(|s| (dot(q, self.vec_of(s)), s)).collect();
+        let evals = all.len();
+        top_k(&mut all, k);
+        (all, evals)
     }
 
     /// Exact top-k by scanning every accepted slot.
@@ -731,12 +841,7 @@ impl ReasoningBank {
             .filter(|&(i, _)| accept(i as u32))
             .map(|(i, v)| (dot(q, v), i as u32))
             .collect();
-        let by_sim = |a: &(f32, u32), b: &(f32, u32)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
-        if all.len() > k {
-            all.select_nth_unstable_by(k - 1, by_sim);
-            all.truncate(k);
-        }
-        all.sort_unstable_by(by_sim);
+        top_k(&mut all, k);
         all
     }
 
@@ -834,6 +939,24 @@ impl ReasoningBank {
         Ok(out)
     }
 
+    fn side_index_bytes(&self) -> usize {
+        // hashbrown: buckets = capacity·8/7 rounded up to a power of two, each
+        // an entry plus one control byte.
+        let cap = self.owner_slots.capacity();
+        let buckets = if cap == 0 {
+            0
+        } else {
+            (cap * 8 / 7).next_power_of_two()
+        };
+        buckets * (core::mem::size_of::<(u64, Vec<u32>)>() + 1)
+            + self
+                .owner_slots
+                .values()
+                .map(|v| v.capacity() * 4)
+                .sum::<usize>()
+            + self.aggregated_slots.capacity() * 4
+    }
+
     /// Statistics, including the pattern-match rate.
     pub fn stats(&self) -> BankStats {
         let c = &self.counters;
@@ -865,6 +988,7 @@ impl ReasoningBank {
                 .map(PatternRecord::heap_bytes)
                 .sum::<usize>()
             + self.slot_ids.capacity() * core::mem::size_of::<PatternId>()
+            + self.side_index_bytes()
             + self.graph.as_ref().map_or(0, Hnsw::heap_bytes)
     }
 }

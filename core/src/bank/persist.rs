@@ -149,11 +149,14 @@ impl ReasoningBank {
             vectors,
             slots,
             slot_ids,
+            owner_slots: Default::default(),
+            aggregated_slots: Vec::new(),
             graph,
             next_id: meta.next_id,
             live,
             counters: meta.counters,
         };
+        bank.rebuild_side_indexes();
         if bank.graph.is_none() && bank.live >= bank.config.exact_scan_below {
             bank.rebuild_index();
         }

@@ -342,6 +342,12 @@ fn bad_input_is_a_clear_error_and_changes_nothing() {
     assert!(bank
         .find_similar_patterns(&e, &tv_evening(), 3, f32::NAN)
         .is_err());
+    // Absurd limits are fine (clamped to the bank size), not an allocation panic.
+    let r = bank
+        .find_similar_patterns(&e, &tv_evening(), usize::MAX, 0.0)
+        .unwrap();
+    assert_eq!(r.matches.len(), 1);
+    assert_eq!(bank.index_top_k(&e, usize::MAX).unwrap(), vec![id]);
     let fb = QueryFeedback {
         query_embedding: e.clone(),
         context: tv_evening(),
@@ -941,7 +947,7 @@ fn global_aggregation_builds_universal_and_segment_patterns() {
     let mut want = vec![own, uni.id, s1.id];
     want.sort();
     assert_eq!(ids, want);
-    assert_eq!(found.total_patterns_searched, 3); // own + segment 1 + universal
+    assert_eq!(found.total_patterns_searched, bank.len());
 
     // Running it again replaces the aggregated patterns.
     let again = bank.aggregate_global(T0 + 2 * DAY);
@@ -1031,5 +1037,43 @@ fn maintenance_on_an_indexed_bank_keeps_the_graph_consistent() {
         let got = bank.index_top_k(&q, 20).unwrap();
         assert_eq!(got.len(), 20);
         assert!(got.iter().all(|id| !gone.contains(id)));
+    }
+}
+
+#[test]
+fn per_viewer_search_in_a_large_shared_bank_scans_only_that_viewer() {
+    let mut c = cfg();
+    c.exact_scan_below = 100;
+    let mut bank = ReasoningBank::new(c).unwrap();
+    let mut rng = Rng::new(16);
+    for i in 0..600u64 {
+        let mut p = new_pattern(random_unit(&mut rng, D), &[i], 0.7, 1);
+        p.user = Some(i % 30);
+        p.context = PatternContext::default();
+        bank.store_pattern(p, T0).unwrap();
+    }
+    assert!(bank.is_indexed());
+    bank.remove_pattern(31).unwrap(); // a tombstone of user 1
+    for user in [1u64, 7] {
+        let q = random_unit(&mut rng, D);
+        let scope = Scope::User {
+            user,
+            segment: None,
+        };
+        let r = bank
+            .find_similar_scoped(&q, &PatternContext::default(), 5, -1.0, scope)
+            .unwrap();
+        assert!(r.matches.iter().all(|m| m.user == Some(user)));
+        let mut truth: Vec<(f32, u64)> = bank
+            .patterns()
+            .into_iter()
+            .filter(|p| p.user == Some(user))
+            .map(|p| (dot(&q, &p.query_embedding), p.id))
+            .collect();
+        truth.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let want: Vec<u64> = truth.iter().take(5).map(|t| t.1).collect();
+        assert_eq!(r.matches.iter().map(|m| m.id).collect::<Vec<_>>(), want);
+        assert_eq!(r.similarity_evaluations, truth.len());
+        assert_eq!(r.total_patterns_searched, 599);
     }
 }

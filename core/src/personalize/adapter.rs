@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use super::ewc::EwcState;
 use super::lora::{
-    a_times, bpr_loss_grad, delta_frobenius, dot, pair_fisher, BaseProjection, GlobalAdapter,
-    Scratch, TrainSet,
+    a_times, axpy, bpr_loss_grad, delta_frobenius, dot, pair_fisher, transpose, BaseProjection,
+    GlobalAdapter, Scratch, TrainSet,
 };
 use super::signals::{InteractionKind, ViewerInteraction};
 use super::{check_len, check_vec, EwcAnchor, PersonalizeConfig, PersonalizeError};
@@ -43,6 +43,9 @@ pub enum Decision {
     /// Thresholds met but no training pair could be formed (e.g. only
     /// positives and an empty negative pool); interactions stay buffered.
     NoTrainingPairs,
+    /// The learning steps produced non-finite values; the adapter was rolled
+    /// back to its previous factors and the interactions stay buffered.
+    Diverged,
 }
 
 /// What [`Adapter::update_from_interaction`] did.
@@ -115,6 +118,7 @@ pub(crate) struct UserState {
     pub global_version: u64,
     pub init_seed: u64,
     pub a: Vec<f32>,
+    /// Bᵀ (r × d).
     pub b: Vec<f32>,
     pub ewc: EwcState,
     pub interaction_count: u64,
@@ -191,8 +195,8 @@ pub fn load_adapter(
 
 /// The spec's AdaptEmbeddings: `(W' q, magnitude)` with
 /// `magnitude = ‖W' q − W q‖ / ‖W q‖` (both tiers' change relative to the base
-/// projection; 0 when both are zero, and `‖W' q − W q‖ / f32::MIN_POSITIVE`
-/// if only the base output is zero).
+/// projection; 0 when both are zero, and `‖W' q − W q‖ / f32::MIN_POSITIVE`,
+/// capped at `f32::MAX`, if only the base output is zero).
 pub fn adapt_embeddings(
     adapter: &Adapter,
     base_embedding: &[f32],
@@ -217,7 +221,7 @@ impl Adapter {
         }
         let init_seed = cfg.seed ^ fnv1a(user_id);
         let a = initial_a(cfg, init_seed);
-        let b = vec![0.0; cfg.d * cfg.rank];
+        let b = vec![0.0; cfg.rank * cfg.d];
         let ewc = EwcState::new(a.clone(), b.clone());
         Ok(Adapter {
             cfg: cfg.clone(),
@@ -255,37 +259,61 @@ impl Adapter {
     pub fn global(&self) -> &Arc<GlobalAdapter> {
         &self.global
     }
-    /// The per-viewer factors (A: r × d, B: d × r, row-major).
-    pub fn factors(&self) -> (&[f32], &[f32]) {
-        (&self.st.a, &self.st.b)
+    /// The per-viewer factors (A: r × d, B: d × r, row-major; copies).
+    pub fn factors(&self) -> (Vec<f32>, Vec<f32>) {
+        (
+            self.st.a.clone(),
+            transpose(&self.st.b, self.cfg.rank, self.cfg.d),
+        )
     }
 
     /// `out = W' q`; returns the adaptation magnitude (see [`adapt_embeddings`]).
-    /// Allocation-free; about `4·r·d` multiply-adds plus `W q`.
+    /// Allocation-free; about `4·r·d` multiply-adds plus `W q`. Errors on
+    /// wrong dimensions, non-finite input, or an f32 overflow of the result
+    /// (`out` is then unspecified; the adapter is never changed).
     pub fn adapt_into(&self, q: &[f32], out: &mut [f32]) -> Result<f32, PersonalizeError> {
         let d = self.cfg.d;
         let r = self.cfg.rank;
         check_vec("query embedding", d, q)?;
         check_len("output buffer", d, out.len())?;
-        self.base.apply(q, out);
         let c = self.cfg.scale();
         let cg = self.global.alpha / self.global.rank as f32;
         let (mut ug, mut uu) = ([0f32; 16], [0f32; 16]);
         let (ug, uu) = (&mut ug[..r], &mut uu[..r]);
         a_times(&self.global.a, d, q, ug);
         a_times(&self.st.a, d, q, uu);
-        let (mut base_sq, mut delta_sq) = (0f32, 0f32);
-        for (i, o) in out.iter_mut().enumerate() {
-            let dl = cg * dot(&self.global.b[i * r..(i + 1) * r], ug)
-                + c * dot(&self.st.b[i * r..(i + 1) * r], uu);
-            base_sq += *o * *o;
-            delta_sq += dl * dl;
-            *o += dl;
+        // out = Δ(q) first (both tiers), then += W q.
+        out.iter_mut().for_each(|x| *x = 0.0);
+        for k in 0..r {
+            axpy(cg * ug[k], &self.global.bt[k * d..(k + 1) * d], out);
+            axpy(c * uu[k], &self.st.b[k * d..(k + 1) * d], out);
+        }
+        let delta_sq = dot(out, out);
+        let base_sq = match &*self.base {
+            BaseProjection::Identity { .. } => {
+                axpy(1.0, q, out);
+                dot(q, q)
+            }
+            BaseProjection::Dense(m) => {
+                let w = m.values();
+                let mut s = 0f32;
+                for (i, o) in out.iter_mut().enumerate() {
+                    let wq = dot(&w[i * d..(i + 1) * d], q);
+                    s += wq * wq;
+                    *o += wq;
+                }
+                s
+            }
+        };
+        if !(delta_sq.is_finite() && base_sq.is_finite()) || out.iter().any(|x| !x.is_finite()) {
+            return Err(PersonalizeError::Overflow {
+                what: "adapted embedding",
+            });
         }
         Ok(if delta_sq == 0.0 {
             0.0
         } else {
-            delta_sq.sqrt() / base_sq.sqrt().max(f32::MIN_POSITIVE)
+            (delta_sq.sqrt() / base_sq.sqrt().max(f32::MIN_POSITIVE)).min(f32::MAX)
         })
     }
 
@@ -315,7 +343,7 @@ impl Adapter {
             let elapsed = now.saturating_sub(t);
             if elapsed < self.cfg.min_interval_secs {
                 return Decision::WaitingForTime {
-                    remaining_secs: self.cfg.min_interval_secs - elapsed,
+                    remaining_secs: self.cfg.min_interval_secs.saturating_sub(elapsed),
                 };
             }
         }
@@ -359,7 +387,7 @@ impl Adapter {
                 d,
             });
         }
-        super::check_finite("negative pool", negative_pool)?;
+        super::check_embedding_values("negative pool", negative_pool)?;
 
         // ---- validated: from here on nothing fails ----
         let strength = interaction.strength(&self.cfg);
@@ -416,7 +444,7 @@ impl Adapter {
                 d,
             });
         }
-        super::check_finite("negative pool", negative_pool)?;
+        super::check_embedding_values("negative pool", negative_pool)?;
         let mut out = UpdateOutcome {
             adapted: false,
             decision: Decision::Adapted,
@@ -445,14 +473,43 @@ impl Adapter {
             return;
         }
         let lr = self.cfg.lr_at(self.st.interaction_count);
+        let saved = (self.st.a.clone(), self.st.b.clone(), self.st.ewc.clone());
         let (before, after, penalty) = self.learn(&set, lr);
+        if let Some(max) = self.cfg.max_update_norm {
+            let (d, r) = (self.cfg.d, self.cfg.rank);
+            let norm = delta_frobenius(&self.st.a, &self.st.b, d, r, self.cfg.scale());
+            if norm > max {
+                let s = max / norm;
+                self.st.b.iter_mut().for_each(|x| *x *= s);
+                if self.cfg.ewc_anchor == EwcAnchor::Consolidated {
+                    self.st.ewc.anchor_b.copy_from_slice(&self.st.b);
+                }
+            }
+        }
+        let st = &self.st;
+        if !(after.is_finite()
+            && penalty.is_finite()
+            && st.a.iter().chain(&st.b).all(|x| x.is_finite())
+            && st
+                .ewc
+                .fisher_a
+                .iter()
+                .chain(&st.ewc.fisher_b)
+                .all(|x| x.is_finite()))
+        {
+            // Defensive: inputs are range-checked, so this should not happen;
+            // if it does, keep the last good factors and the buffer.
+            (self.st.a, self.st.b, self.st.ewc) = saved;
+            out.decision = Decision::Diverged;
+            return;
+        }
         let st = &mut self.st;
         st.trained_samples = st.trained_samples.saturating_add(st.pending.len() as u64);
         st.pending.clear();
         st.pending_count = 0;
         st.pending_signal = 0.0;
         st.last_adaptation = Some(now);
-        st.adaptations += 1;
+        st.adaptations = st.adaptations.saturating_add(1);
         st.last_loss = Some(after as f32);
         out.adapted = true;
         out.decision = Decision::Adapted;
@@ -469,22 +526,24 @@ impl Adapter {
     /// pool samples, its weight s split evenly over those pairs; a negative
     /// interaction (skip, low rating) is placed below `negatives_per_observation`
     /// pool samples with weight |s| split evenly. Each pair uses the query of
-    /// the interaction it comes from. Weights are normalized to sum to 1.
+    /// the interaction it comes from (interactions with identical query
+    /// embeddings are grouped). Weights are normalized to sum to 1.
     pub(crate) fn build_train_set(&self, pool: &[f32], rng: &mut Rng) -> TrainSet {
         let d = self.cfg.d;
         let k = self.cfg.negatives_per_observation;
         let n_pool = pool.len() / d;
         let k_pool = if n_pool > 0 { k } else { 0 };
-        let negatives: Vec<usize> = (0..self.st.pending.len())
-            .filter(|&i| self.st.pending[i].strength < 0.0)
+        let pending = &self.st.pending;
+        let negatives: Vec<usize> = (0..pending.len())
+            .filter(|&i| pending[i].strength < 0.0)
             .collect();
-        let mut set = TrainSet {
-            d,
-            ..Default::default()
-        };
-        let mut y = vec![0f32; d];
-        for p in &self.st.pending {
-            let start = set.weights.len();
+        // Interactions that share a query embedding (bitwise) share a group, so
+        // the r × d work per step is done once per distinct query.
+        let mut group_query: Vec<usize> = Vec::new();
+        let mut group_pairs: Vec<(Vec<f32>, Vec<f32>)> = Vec::new();
+        for (obs_index, p) in pending.iter().enumerate() {
+            let mut diffs = Vec::new();
+            let mut weights = Vec::new();
             if p.strength > 0.0 {
                 let n_cmp = negatives.len() + k_pool;
                 if n_cmp == 0 {
@@ -492,17 +551,15 @@ impl Adapter {
                 }
                 let w = p.strength / n_cmp as f32;
                 for &j in &negatives {
-                    let other = &self.st.pending[j].item;
-                    set.diffs
-                        .extend(p.item.iter().zip(other).map(|(a, b)| a - b));
-                    set.weights.push(w);
+                    let other = &pending[j].item;
+                    diffs.extend(p.item.iter().zip(other).map(|(a, b)| a - b));
+                    weights.push(w);
                 }
                 for _ in 0..k_pool {
                     let n = rng.below(n_pool);
                     let other = &pool[n * d..(n + 1) * d];
-                    set.diffs
-                        .extend(p.item.iter().zip(other).map(|(a, b)| a - b));
-                    set.weights.push(w);
+                    diffs.extend(p.item.iter().zip(other).map(|(a, b)| a - b));
+                    weights.push(w);
                 }
             } else {
                 if k_pool == 0 {
@@ -512,17 +569,40 @@ impl Adapter {
                 for _ in 0..k_pool {
                     let n = rng.below(n_pool);
                     let other = &pool[n * d..(n + 1) * d];
-                    set.diffs
-                        .extend(other.iter().zip(&p.item).map(|(a, b)| a - b));
-                    set.weights.push(w);
+                    diffs.extend(other.iter().zip(&p.item).map(|(a, b)| a - b));
+                    weights.push(w);
                 }
             }
+            match group_query
+                .iter()
+                .position(|&g| pending[g].query == p.query)
+            {
+                Some(g) => {
+                    group_pairs[g].0.extend(diffs);
+                    group_pairs[g].1.extend(weights);
+                }
+                None => {
+                    group_query.push(obs_index);
+                    group_pairs.push((diffs, weights));
+                }
+            }
+        }
+        let mut set = TrainSet {
+            d,
+            ..Default::default()
+        };
+        let mut y = vec![0f32; d];
+        for (&qi, (diffs, weights)) in group_query.iter().zip(group_pairs) {
+            let q = &pending[qi].query;
+            let start = set.weights.len();
+            set.diffs.extend(diffs);
+            set.weights.extend(weights);
             let end = set.weights.len();
-            set.queries.extend_from_slice(&p.query);
+            set.queries.extend_from_slice(q);
             set.groups.push((start, end));
             // Frozen part of each score difference: ⟨W q + global(q), Δe⟩.
-            self.base.apply(&p.query, &mut y);
-            self.global.add_to(&p.query, &mut y);
+            self.base.apply(q, &mut y);
+            self.global.add_to(q, &mut y);
             for i in start..end {
                 set.base_x.push(dot(&y, &set.diffs[i * d..(i + 1) * d]));
             }
@@ -544,7 +624,10 @@ impl Adapter {
         let k = self.st.ewc.multiplier(lambda, gamma, self.cfg.fisher_scale);
         let adam = AdamConfig {
             lr,
-            ..Default::default()
+            beta1: self.cfg.adam_beta1,
+            beta2: self.cfg.adam_beta2,
+            eps: self.cfg.adam_eps,
+            weight_decay: 0.0,
         };
         let st = &mut self.st;
         let (mut opt_a, mut opt_b) = (Adam::new(r * d), Adam::new(d * r));
@@ -590,7 +673,7 @@ impl Adapter {
             update_norm: delta_frobenius(&st.a, &st.b, d, r, self.cfg.scale()),
             global_update_norm: delta_frobenius(
                 &self.global.a,
-                &self.global.b,
+                &self.global.bt,
                 d,
                 r,
                 self.global.alpha / r as f32,

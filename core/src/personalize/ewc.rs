@@ -3,7 +3,7 @@
 //!
 //! - Online Fisher: after each adaptation `F ← γ F + (1 − γ) F_new`, where
 //!   `F_new` is the Fisher of that adaptation's pairs
-//!   ([`super::lora::pair_fisher`]). The penalty uses the bias-corrected
+//!   (`lora::pair_fisher`). The penalty uses the bias-corrected
 //!   `F̂ = F / (1 − γ^t)` (t = number of Fisher updates; F̂ = 0 before the
 //!   first), so the first adaptation is not under-weighted by (1 − γ).
 //! - Penalty `λ/2 · Σ F̃ᵢ (θᵢ − θ*ᵢ)²`, gradient `λ F̃ ⊙ (θ − θ*)`, added to the
@@ -16,6 +16,7 @@ use super::lora::dot;
 use super::FisherScale;
 
 #[derive(Clone, Debug, PartialEq)]
+/// `fisher_b` / `anchor_b` use the per-viewer Bᵀ layout (r × d), like the factor itself.
 pub(crate) struct EwcState {
     pub fisher_a: Vec<f32>,
     pub fisher_b: Vec<f32>,
@@ -220,18 +221,15 @@ impl LogQuant {
     }
 
     pub fn decode(&self) -> Vec<f32> {
-        let span = self.hi - self.lo;
-        self.codes
-            .0
-            .iter()
-            .map(|&c| {
-                if c == 0 {
-                    0.0
-                } else {
-                    (self.lo + (c - 1) as f32 / 254.0 * span).exp()
-                }
-            })
-            .collect()
+        // Code → value table: one exp for the step, then products (no exp per value).
+        let step = ((self.hi - self.lo) as f64 / 254.0).exp();
+        let mut table = [0f32; 256];
+        let mut v = (self.lo as f64).exp();
+        for t in table.iter_mut().skip(1) {
+            *t = v as f32;
+            v *= step;
+        }
+        self.codes.0.iter().map(|&c| table[c as usize]).collect()
     }
 }
 

@@ -21,7 +21,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::adapter::{check_shared, initial_a, Adapter, Pending, UserState, MAX_CONTENT_ID};
 use super::ewc::{from_marginals, marginals, EwcState, LogQuant};
-use super::lora::{BaseProjection, GlobalAdapter};
+use super::lora::{transpose, BaseProjection, GlobalAdapter};
 use super::signals::InteractionKind;
 use super::{
     check_finite, check_len, Dtype, EwcAnchor, FisherStorage, PersonalizeConfig, PersonalizeError,
@@ -100,15 +100,37 @@ pub mod f32_le {
     }
 }
 
+/// Largest finite f16.
+const F16_MAX: f32 = 65504.0;
+
+/// Encode in `dtype`. f16 saturates at ±65504 so that a finite tensor always
+/// reloads as finite (round-to-nearest otherwise).
 pub(crate) fn encode_tensor(v: &[f32], dtype: Dtype) -> Blob {
     let mut b = Vec::with_capacity(v.len() * dtype.size());
     match dtype {
         Dtype::F32 => v.iter().for_each(|x| b.extend_from_slice(&x.to_le_bytes())),
-        Dtype::F16 => v
-            .iter()
-            .for_each(|x| b.extend_from_slice(&f16::from_f32(*x).to_le_bytes())),
+        Dtype::F16 => v.iter().for_each(|x| {
+            b.extend_from_slice(&f16::from_f32(x.clamp(-F16_MAX, F16_MAX)).to_le_bytes())
+        }),
     }
     Blob(b)
+}
+
+/// f16 bits → f32, exact for every finite, infinite and NaN input, without
+/// branches on the common path: shift exponent and mantissa into f32
+/// position and rescale by 2^112 (which also renormalizes subnormals).
+#[inline]
+pub(crate) fn f16_bits_to_f32(h: u16) -> f32 {
+    let h = h as u32;
+    let sign = (h & 0x8000) << 16;
+    let em = h & 0x7fff;
+    let v = if em >= 0x7c00 {
+        // Inf / NaN: all-ones exponent.
+        f32::from_bits(0x7f80_0000 | ((em & 0x03ff) << 13))
+    } else {
+        f32::from_bits(em << 13) * f32::from_bits(0x7780_0000) // 2^112
+    };
+    f32::from_bits(v.to_bits() | sign)
 }
 
 pub(crate) fn decode_tensor(
@@ -127,7 +149,7 @@ pub(crate) fn decode_tensor(
         Dtype::F16 => blob
             .0
             .chunks_exact(2)
-            .map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32())
+            .map(|c| f16_bits_to_f32(u16::from_le_bytes([c[0], c[1]])))
             .collect(),
     };
     check_finite(what, &v)?;
@@ -154,7 +176,7 @@ fn encode_payload<T: Serialize>(value: &T) -> Vec<u8> {
 
 #[derive(Serialize, Deserialize)]
 enum StoredFisher {
-    /// Row / column sums of F_A (r × d) and F_B (d × r), 8-bit log-quantized.
+    /// Row / column sums of F_A (r × d) and F_Bᵀ (r × d), 8-bit log-quantized.
     Separable {
         a_rows: LogQuant,
         a_cols: LogQuant,
@@ -208,7 +230,7 @@ impl Adapter {
         let fisher = match self.cfg.fisher_storage {
             FisherStorage::Separable => {
                 let (ar, ac) = marginals(&st.ewc.fisher_a, r, d);
-                let (br, bc) = marginals(&st.ewc.fisher_b, d, r);
+                let (br, bc) = marginals(&st.ewc.fisher_b, r, d);
                 StoredFisher::Separable {
                     a_rows: LogQuant::encode(&ar),
                     a_cols: LogQuant::encode(&ac),
@@ -306,11 +328,16 @@ impl Adapter {
         let dt = Dtype::from_code(s.dtype)
             .ok_or_else(|| corrupt(W, format!("unknown dtype code {}", s.dtype)))?;
         let a = decode_tensor(&s.a, dt, r * d, "stored adapter A")?;
-        let b = decode_tensor(&s.b, dt, d * r, "stored adapter B")?;
+        let b = decode_tensor(&s.b, dt, r * d, "stored adapter Bᵀ")?;
+        // Learning moves each entry by at most lr per step; anything beyond the
+        // f16 range is corruption, not a trained adapter.
+        if a.iter().chain(&b).any(|x| x.abs() > F16_MAX) {
+            return Err(corrupt(W, "factor entry beyond ±65504"));
+        }
         let (fisher_a, fisher_b) = match &s.fisher {
             StoredFisher::Full { a, b } => (
                 decode_tensor(a, dt, r * d, "stored Fisher A")?,
-                decode_tensor(b, dt, d * r, "stored Fisher B")?,
+                decode_tensor(b, dt, r * d, "stored Fisher Bᵀ")?,
             ),
             StoredFisher::Separable {
                 a_rows,
@@ -320,7 +347,12 @@ impl Adapter {
             } => {
                 let dq = |q: &LogQuant, n: usize, what: &'static str| {
                     check_len(what, n, q.codes.0.len())?;
-                    if !(q.lo.is_finite() && q.hi.is_finite() && q.hi >= q.lo && q.hi < 80.0) {
+                    if !(q.lo.is_finite()
+                        && q.hi.is_finite()
+                        && q.hi >= q.lo
+                        && q.hi < 80.0
+                        && q.lo > -120.0)
+                    {
                         return Err(corrupt(what, format!("bad range [{}, {}]", q.lo, q.hi)));
                     }
                     Ok(q.decode())
@@ -331,12 +363,14 @@ impl Adapter {
                         &dq(a_cols, d, "stored Fisher A cols")?,
                     ),
                     from_marginals(
-                        &dq(b_rows, d, "stored Fisher B rows")?,
-                        &dq(b_cols, r, "stored Fisher B cols")?,
+                        &dq(b_rows, r, "stored Fisher Bᵀ rows")?,
+                        &dq(b_cols, d, "stored Fisher Bᵀ cols")?,
                     ),
                 )
             }
         };
+        check_finite("stored Fisher A", &fisher_a)?;
+        check_finite("stored Fisher B", &fisher_b)?;
         if fisher_a.iter().chain(&fisher_b).any(|&x| x < 0.0) {
             return Err(corrupt(W, "negative Fisher entry"));
         }
@@ -367,12 +401,18 @@ impl Adapter {
             if p.id.len() > MAX_CONTENT_ID {
                 return Err(corrupt(W, "pending content id too long"));
             }
+            let (q, e) = (
+                decode_tensor(&p.q, dt, d, "stored pending query")?,
+                decode_tensor(&p.e, dt, d, "stored pending item")?,
+            );
+            super::check_embedding_values("stored pending query", &q)?;
+            super::check_embedding_values("stored pending item", &e)?;
             pending.push_back(Pending {
                 kind: p.kind,
                 content_id: p.id,
                 strength: p.s,
-                query: decode_tensor(&p.q, dt, d, "stored pending query")?,
-                item: decode_tensor(&p.e, dt, d, "stored pending item")?,
+                query: q,
+                item: e,
             });
         }
         // Anchor: between adaptations a consolidated anchor equals θ; the
@@ -423,9 +463,9 @@ impl Adapter {
             alpha: self.cfg.alpha,
             scale: self.cfg.scale(),
             a: self.st.a.clone(),
-            b: self.st.b.clone(),
+            b: transpose(&self.st.b, self.cfg.rank, self.cfg.d),
             fisher_a: fa,
-            fisher_b: fb,
+            fisher_b: transpose(&fb, self.cfg.rank, self.cfg.d),
             sample_count: self.st.trained_samples,
         }
     }
@@ -452,7 +492,7 @@ impl GlobalAdapter {
             rank: self.rank as u32,
             alpha: self.alpha,
             a: self.a.clone(),
-            b: self.b.clone(),
+            b: self.b(),
         };
         seal(GLOBAL_MAGIC, GLOBAL_FORMAT_VERSION, &encode_payload(&s))
     }

@@ -1,9 +1,11 @@
 //! LoRA algebra: `W' q = W q + (α/r)·B_g (A_g q) + (α/r)·B_u (A_u q)`.
 //!
-//! Layouts (row-major, flat `Vec<f32>`): `A` is r × d (row k = d values),
-//! `B` is d × r (row i = r values), the base `W` is d × d. No d × d product is
-//! ever formed: every application goes through the r-dimensional bottleneck
-//! (`4·r·d` multiply-adds for both tiers).
+//! Layouts (row-major, flat `Vec<f32>`): `A` is r × d (row k = d values), the
+//! base `W` is d × d. `B` (d × r) is held *transposed*, as `Bᵀ` (r × d, row k =
+//! column k of B), so that `B u`, `Bᵀ δ` and the B gradient are all length-d
+//! vector operations; public APIs and the federated update use B (d × r). No
+//! d × d product is ever formed: every application goes through the
+//! r-dimensional bottleneck (`4·r·d` multiply-adds for both tiers).
 //!
 //! The learning objective is weighted pairwise BPR over precomputed item
 //! differences `Δe = e⁺ − e⁻`:
@@ -50,21 +52,31 @@ pub(crate) fn a_times(a: &[f32], d: usize, q: &[f32], u: &mut [f32]) {
     }
 }
 
-/// `out += s · B u` for B (d × r).
+/// `out += s · B u`, given `Bᵀ` (r × d).
 #[inline]
-pub(crate) fn add_b_times(b: &[f32], r: usize, s: f32, u: &[f32], out: &mut [f32]) {
-    for (i, o) in out.iter_mut().enumerate() {
-        *o += s * dot(&b[i * r..(i + 1) * r], u);
+pub(crate) fn add_b_times(bt: &[f32], d: usize, s: f32, u: &[f32], out: &mut [f32]) {
+    for (k, &uk) in u.iter().enumerate() {
+        axpy(s * uk, &bt[k * d..(k + 1) * d], out);
     }
 }
 
-/// `v = Bᵀ δ` for B (d × r).
+/// `v = Bᵀ δ`, given `Bᵀ` (r × d).
 #[inline]
-pub(crate) fn bt_times(b: &[f32], r: usize, delta: &[f32], v: &mut [f32]) {
-    v.iter_mut().for_each(|x| *x = 0.0);
-    for (i, &di) in delta.iter().enumerate() {
-        axpy(di, &b[i * r..(i + 1) * r], v);
+pub(crate) fn bt_times(bt: &[f32], d: usize, delta: &[f32], v: &mut [f32]) {
+    for (k, vk) in v.iter_mut().enumerate() {
+        *vk = dot(&bt[k * d..(k + 1) * d], delta);
     }
+}
+
+/// Transpose a rows × cols row-major matrix.
+pub(crate) fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut t = vec![0f32; m.len()];
+    for i in 0..rows {
+        for j in 0..cols {
+            t[j * rows + i] = m[i * cols + j];
+        }
+    }
+    t
 }
 
 /// Numerically stable `ln(1 + e^z)`.
@@ -84,13 +96,31 @@ pub(crate) fn sigmoid(z: f32) -> f32 {
     }
 }
 
+/// A validated dense d × d matrix (row-major, finite); build it with
+/// [`BaseProjection::dense`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct DenseMatrix {
+    d: usize,
+    w: Vec<f32>,
+}
+
+impl DenseMatrix {
+    pub fn d(&self) -> usize {
+        self.d
+    }
+    /// Row-major values.
+    pub fn values(&self) -> &[f32] {
+        &self.w
+    }
+}
+
 /// The frozen base projection W that maps a query/profile embedding into item space.
 #[derive(Clone, Debug, PartialEq)]
 pub enum BaseProjection {
     /// Queries and items share one space (e.g. MiniLM for both): `W = I`.
     Identity { d: usize },
-    /// A learned dense d × d matrix, row-major.
-    Dense { d: usize, w: Vec<f32> },
+    /// A learned dense d × d matrix.
+    Dense(DenseMatrix),
 }
 
 impl BaseProjection {
@@ -102,12 +132,12 @@ impl BaseProjection {
     pub fn dense(d: usize, w: Vec<f32>) -> Result<Self, PersonalizeError> {
         check_len("base W", d * d, w.len())?;
         check_finite("base W", &w)?;
-        Ok(BaseProjection::Dense { d, w })
+        Ok(BaseProjection::Dense(DenseMatrix { d, w }))
     }
 
     pub fn d(&self) -> usize {
         match self {
-            BaseProjection::Identity { d } | BaseProjection::Dense { d, .. } => *d,
+            BaseProjection::Identity { d } | BaseProjection::Dense(DenseMatrix { d, .. }) => *d,
         }
     }
 
@@ -116,7 +146,7 @@ impl BaseProjection {
     pub(crate) fn apply(&self, q: &[f32], out: &mut [f32]) {
         match self {
             BaseProjection::Identity { .. } => out.copy_from_slice(q),
-            BaseProjection::Dense { d, w } => {
+            BaseProjection::Dense(DenseMatrix { d, w }) => {
                 for (i, o) in out.iter_mut().enumerate() {
                     *o = dot(&w[i * d..(i + 1) * d], q);
                 }
@@ -134,7 +164,8 @@ pub struct GlobalAdapter {
     pub(crate) rank: usize,
     pub(crate) alpha: f32,
     pub(crate) a: Vec<f32>,
-    pub(crate) b: Vec<f32>,
+    /// Bᵀ, r × d.
+    pub(crate) bt: Vec<f32>,
 }
 
 impl GlobalAdapter {
@@ -146,7 +177,7 @@ impl GlobalAdapter {
             rank: cfg.rank,
             alpha: cfg.alpha,
             a: vec![0.0; cfg.rank * cfg.d],
-            b: vec![0.0; cfg.d * cfg.rank],
+            bt: vec![0.0; cfg.rank * cfg.d],
         }
     }
 
@@ -168,7 +199,7 @@ impl GlobalAdapter {
             rank: cfg.rank,
             alpha: cfg.alpha,
             a,
-            b,
+            bt: transpose(&b, cfg.d, cfg.rank),
         })
     }
 
@@ -187,8 +218,9 @@ impl GlobalAdapter {
     pub fn a(&self) -> &[f32] {
         &self.a
     }
-    pub fn b(&self) -> &[f32] {
-        &self.b
+    /// B (d × r, row-major; a transposed copy of the internal Bᵀ).
+    pub fn b(&self) -> Vec<f32> {
+        transpose(&self.bt, self.rank, self.d)
     }
 
     /// `out += (α/r) B_g A_g q`.
@@ -196,7 +228,7 @@ impl GlobalAdapter {
         let mut u = [0f32; 16];
         let u = &mut u[..self.rank];
         a_times(&self.a, self.d, q, u);
-        add_b_times(&self.b, self.rank, self.alpha / self.rank as f32, u, out);
+        add_b_times(&self.bt, self.d, self.alpha / self.rank as f32, u, out);
     }
 }
 
@@ -230,8 +262,9 @@ pub(crate) struct Scratch {
     delta: Vec<f32>,
 }
 
-/// Weighted BPR loss of the per-viewer factors on `set`; writes exact
-/// gradients into `ga` (r × d) and `gb` (d × r). Returns the loss (f64).
+/// Weighted BPR loss of the per-viewer factors (`a`: A, `b`: Bᵀ) on `set`;
+/// writes exact gradients into `ga` (∂L/∂A, r × d) and `gb` (∂L/∂Bᵀ, r × d).
+/// Returns the loss (f64).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn bpr_loss_grad(
     a: &[f32],
@@ -256,7 +289,7 @@ pub(crate) fn bpr_loss_grad(
         let q = &set.queries[g * d..(g + 1) * d];
         a_times(a, d, q, u);
         scratch.z.iter_mut().for_each(|x| *x = 0.0);
-        add_b_times(b, r, scale, u, &mut scratch.z);
+        add_b_times(b, d, scale, u, &mut scratch.z);
         scratch.delta.iter_mut().for_each(|x| *x = 0.0);
         for p in s..e {
             let diff = &set.diffs[p * d..(p + 1) * d];
@@ -266,12 +299,12 @@ pub(crate) fn bpr_loss_grad(
             let dldx = -w * sigmoid(-x);
             axpy(dldx, diff, &mut scratch.delta);
         }
-        // gB += c δ uᵀ
-        for (i, &di) in scratch.delta.iter().enumerate() {
-            axpy(scale * di, u, &mut gb[i * r..(i + 1) * r]);
+        // ∂L/∂Bᵀ += c u δᵀ
+        for (k, &uk) in u.iter().enumerate() {
+            axpy(scale * uk, &scratch.delta, &mut gb[k * d..(k + 1) * d]);
         }
-        // gA += c (Bᵀ δ) qᵀ
-        bt_times(b, r, &scratch.delta, v);
+        // ∂L/∂A += c (Bᵀ δ) qᵀ
+        bt_times(b, d, &scratch.delta, v);
         for (k, &vk) in v.iter().enumerate() {
             axpy(scale * vk, q, &mut ga[k * d..(k + 1) * d]);
         }
@@ -310,7 +343,7 @@ pub(crate) fn pair_fisher(
         let q = &set.queries[g * d..(g + 1) * d];
         a_times(a, d, q, u);
         z.iter_mut().for_each(|x| *x = 0.0);
-        add_b_times(b, r, scale, u, &mut z);
+        add_b_times(b, d, scale, u, &mut z);
         acc_b.iter_mut().for_each(|x| *x = 0.0);
         acc_a.iter_mut().for_each(|x| *x = 0.0);
         for p in s..e {
@@ -320,15 +353,13 @@ pub(crate) fn pair_fisher(
             for (acc, &di) in acc_b.iter_mut().zip(diff) {
                 *acc += w * di * di;
             }
-            bt_times(b, r, diff, v);
+            bt_times(b, d, diff, v);
             for (acc, &vk) in acc_a.iter_mut().zip(v.iter()) {
                 *acc += w * vk * vk;
             }
         }
-        for (i, &ai) in acc_b.iter().enumerate() {
-            for (k, &uk) in u.iter().enumerate() {
-                fb[i * r + k] += c2 * ai * uk * uk;
-            }
+        for (k, &uk) in u.iter().enumerate() {
+            axpy(c2 * uk * uk, &acc_b, &mut fb[k * d..(k + 1) * d]);
         }
         for (k, &ak) in acc_a.iter().enumerate() {
             for (j, &qj) in q.iter().enumerate() {
@@ -338,20 +369,13 @@ pub(crate) fn pair_fisher(
     }
 }
 
-/// ‖c · B A‖_F without forming B A: ‖BA‖² = tr((BᵀB)(AAᵀ)), both r × r.
-pub(crate) fn delta_frobenius(a: &[f32], b: &[f32], d: usize, r: usize, scale: f32) -> f32 {
+/// ‖c · B A‖_F without forming B A: ‖BA‖² = tr((BᵀB)(AAᵀ)), both r × r (`bt` = Bᵀ).
+pub(crate) fn delta_frobenius(a: &[f32], bt: &[f32], d: usize, r: usize, scale: f32) -> f32 {
     let mut btb = [0f64; 256];
     let mut aat = [0f64; 256];
-    for i in 0..d {
-        let row = &b[i * r..(i + 1) * r];
-        for k in 0..r {
-            for l in 0..r {
-                btb[k * r + l] += row[k] as f64 * row[l] as f64;
-            }
-        }
-    }
     for k in 0..r {
         for l in 0..r {
+            btb[k * r + l] = dot(&bt[k * d..(k + 1) * d], &bt[l * d..(l + 1) * d]) as f64;
             aat[k * r + l] = dot(&a[k * d..(k + 1) * d], &a[l * d..(l + 1) * d]) as f64;
         }
     }
@@ -381,7 +405,7 @@ mod tests {
             for j in 0..d {
                 let mut s = 0.0;
                 for k in 0..r {
-                    s += b[i * r + k] * a[k * d + j];
+                    s += b[k * d + i] * a[k * d + j];
                 }
                 dw[i * d + j] = scale * s;
             }
@@ -565,7 +589,7 @@ mod tests {
         for i in 0..d {
             for j in 0..d {
                 let v: f64 = (0..r)
-                    .map(|k| b[i * r + k] as f64 * a[k * d + j] as f64)
+                    .map(|k| b[k * d + i] as f64 * a[k * d + j] as f64)
                     .sum();
                 s += (0.5 * v).powi(2);
             }

@@ -10,7 +10,7 @@
 //! new user starts from `p_u = 0` (ranking by the learned item bias) and moves
 //! towards their items.
 
-use super::{best_history_item, top_k, History, OnlineRecommender, Reason, RecommendError};
+use super::{best_history_item, dot, top_k, History, OnlineRecommender, Reason, RecommendError};
 use crate::data::{Dataset, Interaction};
 use crate::rng::Rng;
 
@@ -227,18 +227,40 @@ impl Bpr {
     pub fn scores(&self, user: u32) -> Vec<f32> {
         let d = self.cfg.factors;
         let u = user as usize;
-        let pu = self.p.get(u * d..(u + 1) * d);
-        (0..self.n_items)
-            .map(|i| {
-                let dot = pu.map_or(0.0, |pu| {
-                    pu.iter()
-                        .zip(&self.q[i * d..(i + 1) * d])
-                        .map(|(a, b)| a * b)
-                        .sum()
-                });
-                dot + self.b[i]
-            })
+        let Some(pu) = self.p.get(u * d..(u + 1) * d) else {
+            return self.b.clone();
+        };
+        self.q
+            .chunks_exact(d)
+            .zip(&self.b)
+            .map(|(qi, b)| dot(pu, qi) + b)
             .collect()
+    }
+
+    /// The user's factor vector (zeros for users the model has never seen).
+    pub fn user_vector(&self, user: u32) -> Vec<f32> {
+        let d = self.cfg.factors;
+        self.p
+            .get(user as usize * d..(user as usize + 1) * d)
+            .map_or_else(|| vec![0.0; d], |v| v.to_vec())
+    }
+
+    /// Item biases.
+    pub fn item_bias(&self) -> &[f32] {
+        &self.b
+    }
+
+    pub fn factors(&self) -> usize {
+        self.cfg.factors
+    }
+
+    pub fn n_items(&self) -> usize {
+        self.n_items
+    }
+
+    /// Sorted distinct items the user has interacted with (training + observed).
+    pub fn seen(&self, user: u32) -> &[u32] {
+        self.seen.get(user as usize).map_or(&[], |v| v.as_slice())
     }
 
     /// Item factor vectors (`n_items × factors`, row-major).

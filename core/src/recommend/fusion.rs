@@ -122,9 +122,10 @@ impl Fusion {
 
     /// Fused top-k (item, score, contributions), without explanations.
     pub fn fuse(&self, user: u32, k: usize, exclude: &[bool], now: i64) -> Vec<Recommendation> {
-        let mut fused: BTreeMap<u32, Recommendation> = BTreeMap::new();
         let depth = self.cfg.depth.max(k);
-        for c in &self.components {
+        // (item, component, rank, value) for every listed item, then grouped by item.
+        let mut hits: Vec<(u32, usize, usize, f32)> = Vec::new();
+        for (ci, c) in self.components.iter().enumerate() {
             if c.weight == 0.0 {
                 continue;
             }
@@ -134,29 +135,46 @@ impl Fusion {
                 .into_iter()
                 .enumerate()
             {
-                let value = c.weight / (self.cfg.k + (r + 1) as f32);
-                let e = fused.entry(item).or_insert_with(|| Recommendation {
-                    item,
-                    score: 0.0,
-                    contributions: Vec::new(),
-                    explanation: String::new(),
-                });
-                e.score += value;
-                e.contributions.push(Contribution {
-                    role: c.role.clone(),
-                    rank: r + 1,
-                    value,
-                });
+                hits.push((item, ci, r + 1, c.weight / (self.cfg.k + (r + 1) as f32)));
             }
         }
-        let mut ranked: Vec<Recommendation> = fused.into_values().collect();
-        ranked.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.item.cmp(&b.item)));
-        ranked.truncate(k);
-        for r in &mut ranked {
-            r.contributions
-                .sort_by(|a, b| b.value.total_cmp(&a.value).then(a.role.cmp(&b.role)));
+        hits.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
+        // (score, item, start, end) ranges into `hits`.
+        let mut groups: Vec<(f32, u32, usize, usize)> = Vec::new();
+        let mut start = 0;
+        while start < hits.len() {
+            let item = hits[start].0;
+            let mut end = start;
+            let mut score = 0.0f32;
+            while end < hits.len() && hits[end].0 == item {
+                score += hits[end].3;
+                end += 1;
+            }
+            groups.push((score, item, start, end));
+            start = end;
         }
-        ranked
+        groups.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        groups.truncate(k);
+        groups
+            .into_iter()
+            .map(|(score, item, s, e)| {
+                let mut contributions: Vec<Contribution> = hits[s..e]
+                    .iter()
+                    .map(|&(_, ci, rank, value)| Contribution {
+                        role: self.components[ci].role.clone(),
+                        rank,
+                        value,
+                    })
+                    .collect();
+                contributions.sort_by(|a, b| b.value.total_cmp(&a.value).then(a.role.cmp(&b.role)));
+                Recommendation {
+                    item,
+                    score,
+                    contributions,
+                    explanation: String::new(),
+                }
+            })
+            .collect()
     }
 
     /// Fused top-k with contributions and explanations.
@@ -196,7 +214,8 @@ impl Fusion {
             }
         }
         match contributions.first() {
-            Some(c) => format!("Ranked #{} by {}", c.rank, c.role),
+            Some(c) if c.rank > 0 => format!("Ranked #{} by {}", c.rank, c.role),
+            Some(c) => format!("Recommended by {}", c.role),
             None => String::new(),
         }
     }
@@ -208,7 +227,7 @@ impl OnlineRecommender for Fusion {
     }
 
     fn recommend(&self, user: u32, k: usize, exclude: &[bool], now: i64) -> Vec<u32> {
-        self.recommend_explained(user, k, exclude, now)
+        self.fuse(user, k, exclude, now)
             .into_iter()
             .map(|r| r.item)
             .collect()
@@ -231,10 +250,32 @@ impl OnlineRecommender for Fusion {
     }
 
     fn explain(&self, user: u32, item: u32, now: i64) -> Option<Reason> {
-        let r = self.recommend_explained(user, self.cfg.depth, &[], now);
-        r.into_iter()
-            .find(|r| r.item == item)
-            .map(|r| Reason::Text(r.explanation))
+        if item as usize >= self.titles.len() {
+            return None;
+        }
+        // Contributions from the fused lists when the item is in them (no exclusion
+        // mask here, so seen items may push it out); otherwise ask the components
+        // in order of weight.
+        let r = self.fuse(user, self.cfg.depth, &[], now);
+        let contributions = match r.into_iter().find(|r| r.item == item) {
+            Some(hit) => hit.contributions,
+            None => {
+                let mut c: Vec<Contribution> = self
+                    .components
+                    .iter()
+                    .filter(|c| c.weight > 0.0)
+                    .map(|c| Contribution {
+                        role: c.role.clone(),
+                        rank: 0,
+                        value: c.weight,
+                    })
+                    .collect();
+                c.sort_by(|a, b| b.value.total_cmp(&a.value).then(a.role.cmp(&b.role)));
+                c
+            }
+        };
+        let text = self.explanation(user, item, now, &contributions);
+        (!text.is_empty()).then_some(Reason::Text(text))
     }
 }
 
@@ -305,6 +346,12 @@ mod tests {
         // Changing the weights changes the order.
         let g = fusion(0.9, 0.1);
         assert_eq!(g.recommend(0, 2, &[], 0), [0, 2]);
+        // explain() works for items outside the fused lists too.
+        assert_eq!(
+            f.explain(0, 4, 0),
+            Some(Reason::Text("Because you watched The Godfather".into()))
+        );
+        assert_eq!(f.explain(0, 9, 0), None);
         // The list-level function agrees with the model.
         let plain = rrf(&[&[0, 1, 2], &[2, 3, 0]], &[0.3, 0.4], 60.0, 4);
         assert_eq!(plain.iter().map(|x| x.0).collect::<Vec<_>>(), [2, 0, 3, 1]);

@@ -15,7 +15,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{best_history_item, top_k, History, OnlineRecommender, Reason, RecommendError};
+use super::{best_history_item, dot, top_k, History, OnlineRecommender, Reason, RecommendError};
 use crate::data::{Dataset, Interaction};
 use crate::rng::Rng;
 
@@ -456,16 +456,11 @@ impl GraphSage {
     }
 
     pub fn scores(&self, user: u32) -> Vec<f32> {
-        let d = self.cfg.dim;
         let h = self.user_vec(user);
-        (0..self.n_items)
-            .map(|j| {
-                h.iter()
-                    .zip(&self.z[j * d..(j + 1) * d])
-                    .map(|(a, b)| a * b)
-                    .sum::<f32>()
-                    + self.b[j]
-            })
+        self.z
+            .chunks_exact(self.cfg.dim)
+            .zip(&self.b)
+            .map(|(zj, b)| dot(&h, zj) + b)
             .collect()
     }
 }

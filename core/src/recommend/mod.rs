@@ -10,6 +10,7 @@
 //! - [`graph`]: GraphSAGE-style mean aggregation over the user–item–genre graph, BPR.
 //! - [`context`]: time-of-day / day-of-week item priors.
 //! - [`fusion`]: weighted reciprocal rank fusion with explanations.
+//! - [`sona`]: BPR-MF plus the on-device LoRA + EWC++ adapter of [`crate::personalize`].
 //! - [`linalg`]: dense SPD inverse (Cholesky) used by EASE.
 
 pub mod bpr;
@@ -21,6 +22,7 @@ pub mod graph;
 pub mod item_knn;
 pub mod linalg;
 pub mod popularity;
+pub mod sona;
 
 use crate::data::{Dataset, Interaction};
 
@@ -37,6 +39,8 @@ pub enum RecommendError {
     UserOutOfRange { user: u32, n_users: usize },
     #[error("interaction has a non-finite rating or timestamp")]
     NonFinite,
+    #[error("personalization: {0}")]
+    Personalize(String),
     #[error("matrix is not positive definite (pivot {pivot} = {value})")]
     NotPositiveDefinite { pivot: usize, value: f64 },
 }
@@ -148,6 +152,29 @@ impl History {
     }
 }
 
+/// Dot product with eight independent accumulators (lets the compiler vectorise;
+/// the summation order is fixed, so results are deterministic).
+#[inline]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [0.0f32; 8];
+    let mut ca = a.chunks_exact(8);
+    let mut cb = b.chunks_exact(8);
+    for (x, y) in (&mut ca).zip(&mut cb) {
+        for l in 0..8 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    acc.iter().sum::<f32>() + tail
+}
+
 /// Indices of the `k` largest scores, best first, skipping excluded items. Ties go
 /// to the lower index; NaN scores are never chosen.
 pub fn top_k(scores: &[f32], k: usize, exclude: &[bool]) -> Vec<u32> {
@@ -251,6 +278,23 @@ mod tests {
         let mut idx: Vec<u32> = (0..500).filter(|&i| !ex[i as usize]).collect();
         idx.sort_by(|&a, &b| s[b as usize].total_cmp(&s[a as usize]).then(a.cmp(&b)));
         assert_eq!(top_k(&s, 25, &ex), idx[..25]);
+    }
+
+    #[test]
+    fn dot_matches_naive_sum() {
+        for n in [0usize, 3, 8, 13, 130] {
+            let a: Vec<f32> = (0..n).map(|i| i as f32 * 0.5 - 3.0).collect();
+            let b: Vec<f32> = (0..n).map(|i| 1.0 - i as f32 * 0.25).collect();
+            let naive: f64 = a
+                .iter()
+                .zip(&b)
+                .map(|(x, y)| (*x as f64) * (*y as f64))
+                .sum();
+            assert!(
+                (dot(&a, &b) as f64 - naive).abs() < 1e-3 * (1.0 + naive.abs()),
+                "n={n}"
+            );
+        }
     }
 
     #[test]

@@ -52,6 +52,9 @@ pub struct TrainConfig {
     /// Global gradient-norm clip (per batch).
     pub clip_norm: f32,
     pub sparsity: Option<SparsityConfig>,
+    /// When set, the returned weights are an exponential moving average of the
+    /// iterates (decay per step), which smooths out the last steps' noise.
+    pub ema_decay: Option<f32>,
 }
 
 impl Default for TrainConfig {
@@ -67,6 +70,7 @@ impl Default for TrainConfig {
             input_noise: 0.05,
             clip_norm: 5.0,
             sparsity: None,
+            ema_decay: None,
         }
     }
 }
@@ -91,6 +95,11 @@ impl TrainConfig {
             || self.weight_decay < 0.0
         {
             return bad("input_noise and weight_decay must be finite and >= 0");
+        }
+        if let Some(d) = self.ema_decay {
+            if !(0.0..1.0).contains(&d) {
+                return bad("ema_decay must be in [0, 1)");
+            }
         }
         if let Some(s) = self.sparsity {
             let fr = [s.keep_w, s.keep_u, s.dense_frac, s.iht_frac];
@@ -430,6 +439,7 @@ pub fn train(
     let mut dxs = Vec::new();
     let mut tok = Tokens::default();
     let total_steps = cfg.epochs * n.div_ceil(cfg.batch_size);
+    let mut ema: Option<Params<f32>> = cfg.ema_decay.map(|_| clf.params.clone());
     let mut step = 0usize;
     let mut report = TrainReport::default();
     for epoch in 0..cfg.epochs {
@@ -532,6 +542,15 @@ pub fn train(
                     hard_threshold(ts[k], s.keep_u);
                 }
             }
+            if let (Some(e), Some(d)) = (ema.as_mut(), cfg.ema_decay) {
+                // Bias-free start: average over the steps taken so far until 1/(1-d).
+                let d = d.min(step as f32 / (step as f32 + 1.0));
+                for (et, pt) in e.tensors_mut().into_iter().zip(clf.params.tensors()) {
+                    for (ev, &pv) in et.iter_mut().zip(pt.iter()) {
+                        *ev = d * *ev + (1.0 - d) * pv;
+                    }
+                }
+            }
             step += 1;
         }
         let st = EpochStats {
@@ -542,6 +561,19 @@ pub fn train(
         };
         on_epoch(&st);
         report.epochs.push(st);
+    }
+    if let Some(mut e) = ema {
+        // Keep the sparse support exact: pruned entries stay zero.
+        for (k, m) in masks.iter().enumerate() {
+            if let Some(m) = m {
+                for (v, &keep) in e.tensors_mut()[k].iter_mut().zip(m) {
+                    if !keep {
+                        *v = 0.0;
+                    }
+                }
+            }
+        }
+        clf.params = e;
     }
     let p = &clf.params;
     let dens = |ks: [usize; 3]| {
@@ -628,7 +660,18 @@ mod tests {
             ..Default::default()
         };
         let names = vec!["similar".into(), "where".into(), "new".into()];
-        let (clf, rep) = train_text(small_text_cfg(3), names, &refs, &y, &cfg, 1).unwrap();
+        let (clf, rep) = train_text(small_text_cfg(3), names.clone(), &refs, &y, &cfg, 1).unwrap();
+        // The EMA of the iterates is a different, also working, model.
+        let ema_cfg = TrainConfig {
+            ema_decay: Some(0.95),
+            ..cfg
+        };
+        let (ema, _) = train_text(small_text_cfg(3), names, &refs, &y, &ema_cfg, 1).unwrap();
+        assert_ne!(ema.params, clf.params);
+        assert_eq!(
+            argmax(&ema.predict_text("where can i watch heat").unwrap()),
+            1
+        );
         assert!(rep.epochs.last().unwrap().mean_loss < rep.epochs[0].mean_loss * 0.3);
         let acc = refs
             .iter()

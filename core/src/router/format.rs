@@ -226,6 +226,9 @@ impl Model {
                     return Err(fmt(format!("{name} > 256 unsupported for int8")));
                 }
             }
+            if cfg.hidden > super::quant::MAX_WIDTH {
+                return Err(fmt("hidden size > 256 unsupported for int8".into()));
+            }
             if cfg.input_dim() > 256 {
                 return Err(fmt("input step width > 256 unsupported for int8".into()));
             }

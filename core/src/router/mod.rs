@@ -18,6 +18,8 @@ pub mod querygen;
 pub mod registry;
 pub mod route;
 pub mod select_model;
+#[cfg(test)]
+mod shipped;
 pub mod tokenizer;
 
 pub use classifier::{

@@ -10,6 +10,38 @@ use super::error::RouterError;
 use super::fastgrnn::{sigmoid, softmax_in_place, InputKind, ModelConfig, Pool, SeqInput};
 use super::tokenizer::{Tokenizer, Tokens};
 
+/// Widest input step, hidden state or rank the int8 engine accepts.
+pub const MAX_WIDTH: usize = 256;
+
+/// `e^x` for the int8 engine: range reduction `x = n·ln2 + r`, `|r| ≤ ln2/2`, and a
+/// degree-6 Taylor polynomial (relative error < 2e-7), then `2^n` by exponent bits.
+/// Inlined and branch-free, unlike the libm call.
+#[inline(always)]
+pub fn fast_exp(x: f32) -> f32 {
+    let x = x.clamp(-87.0, 87.0);
+    let n = (x * core::f32::consts::LOG2_E).round();
+    // ln 2 split into a part exact in f32 and a small correction.
+    let r = x - n * 0.693_145_75 - n * 1.428_606_8e-6;
+    let p = 1.0
+        + r * (1.0
+            + r * (0.5
+                + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
+    let bits = ((n as i32 + 127) as u32) << 23;
+    p * f32::from_bits(bits)
+}
+
+/// Logistic sigmoid via [`fast_exp`].
+#[inline(always)]
+pub fn fast_sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + fast_exp(-x))
+}
+
+/// `tanh(x) = 2σ(2x) − 1` via [`fast_exp`] (absolute error < 1e-6).
+#[inline(always)]
+pub fn fast_tanh(x: f32) -> f32 {
+    2.0 / (1.0 + fast_exp(-2.0 * x)) - 1.0
+}
+
 /// A symmetric per-tensor int8 quantized tensor.
 #[derive(Clone, Debug, PartialEq)]
 pub struct QTensor {
@@ -110,6 +142,12 @@ impl QuantClassifier {
                 )));
             }
         }
+        if c.cfg.hidden > MAX_WIDTH {
+            return Err(RouterError::InvalidConfig(format!(
+                "int8 inference supports hidden sizes up to {MAX_WIDTH}, got {}",
+                c.cfg.hidden
+            )));
+        }
         if c.cfg.input_dim() > 256 {
             return Err(RouterError::InvalidConfig(format!(
                 "int8 inference supports input steps up to 256 wide, got {}",
@@ -185,13 +223,20 @@ impl QuantClassifier {
         let zeta = sigmoid(self.zeta_hat);
         let nu = sigmoid(self.nu_hat);
         let rmax = cfg.w_rank.unwrap_or(0).max(cfg.u_rank.unwrap_or(0));
-        let mut xf = vec![0.0f32; d];
-        let mut xq = vec![0i8; d.max(h).max(rmax)];
-        let mut a = vec![0.0f32; h];
-        let mut b = vec![0.0f32; h];
-        let mut q = vec![0.0f32; rmax];
-        let mut hs = vec![0.0f32; h];
-        let mut pooled = vec![0.0f32; h];
+        debug_assert!(d <= MAX_WIDTH && h <= MAX_WIDTH && rmax <= MAX_WIDTH);
+        // Stack scratch (widths are capped at MAX_WIDTH when a model is built or loaded).
+        let mut xf_buf = [0.0f32; MAX_WIDTH];
+        let xf = &mut xf_buf[..d];
+        let mut xq = [0i8; MAX_WIDTH];
+        let mut a_buf = [0.0f32; MAX_WIDTH];
+        let a = &mut a_buf[..h];
+        let mut b_buf = [0.0f32; MAX_WIDTH];
+        let b = &mut b_buf[..h];
+        let mut q = [0.0f32; MAX_WIDTH];
+        let mut hs_buf = [0.0f32; MAX_WIDTH];
+        let hs = &mut hs_buf[..h];
+        let mut pooled_buf = [0.0f32; MAX_WIDTH];
+        let pooled = &mut pooled_buf[..h];
         for t in 0..steps {
             // Step input → xf (f32), then quantized into xq with scale sx.
             let sx = match input {
@@ -215,7 +260,7 @@ impl QuantClassifier {
                     for (o, &v) in xf.iter_mut().zip(acc.iter()) {
                         *o = v as f32 * scale;
                     }
-                    quantize_act(&xf, &mut xq[..d])
+                    quantize_act(xf, &mut xq[..d])
                 }
                 SeqInput::Features(f) => {
                     let InputKind::Features { input_scale, .. } = cfg.input else {
@@ -224,11 +269,11 @@ impl QuantClassifier {
                     for (o, &v) in xf.iter_mut().zip(&f[t * d..(t + 1) * d]) {
                         *o = v * input_scale;
                     }
-                    quantize_act(&xf, &mut xq[..d])
+                    quantize_act(xf, &mut xq[..d])
                 }
             };
             match cfg.w_rank {
-                None => qmatvec(&self.w.data, &xq[..d], h, d, self.w.scale * sx, &mut a),
+                None => qmatvec(&self.w.data, &xq[..d], h, d, self.w.scale * sx, a),
                 Some(r) => {
                     qmatvec_t(
                         &self.w2.data,
@@ -239,12 +284,12 @@ impl QuantClassifier {
                         &mut q[..r],
                     );
                     let sq = quantize_act(&q[..r], &mut xq[..r]);
-                    qmatvec(&self.w1.data, &xq[..r], h, r, self.w1.scale * sq, &mut a);
+                    qmatvec(&self.w1.data, &xq[..r], h, r, self.w1.scale * sq, a);
                 }
             }
-            let sh = quantize_act(&hs, &mut xq[..h]);
+            let sh = quantize_act(hs, &mut xq[..h]);
             match cfg.u_rank {
-                None => qmatvec(&self.u.data, &xq[..h], h, h, self.u.scale * sh, &mut b),
+                None => qmatvec(&self.u.data, &xq[..h], h, h, self.u.scale * sh, b),
                 Some(r) => {
                     qmatvec_t(
                         &self.u2.data,
@@ -255,30 +300,30 @@ impl QuantClassifier {
                         &mut q[..r],
                     );
                     let sq = quantize_act(&q[..r], &mut xq[..r]);
-                    qmatvec(&self.u1.data, &xq[..r], h, r, self.u1.scale * sq, &mut b);
+                    qmatvec(&self.u1.data, &xq[..r], h, r, self.u1.scale * sq, b);
                 }
             }
             for j in 0..h {
                 let pre = a[j] + b[j];
-                let z = sigmoid(pre + self.b_z[j]);
-                let ht = (pre + self.b_h[j]).tanh();
+                let z = fast_sigmoid(pre + self.b_z[j]);
+                let ht = fast_tanh(pre + self.b_h[j]);
                 hs[j] = z * hs[j] + (zeta * (1.0 - z) + nu) * ht;
             }
             if cfg.pool == Pool::Mean {
-                for (o, &v) in pooled.iter_mut().zip(&hs) {
+                for (o, &v) in pooled.iter_mut().zip(hs.iter()) {
                     *o += v;
                 }
             }
         }
         match cfg.pool {
-            Pool::Last => pooled.copy_from_slice(&hs),
+            Pool::Last => pooled.copy_from_slice(hs),
             Pool::Mean => {
                 let inv = 1.0 / steps as f32;
                 pooled.iter_mut().for_each(|v| *v *= inv);
             }
         }
         let c = cfg.n_classes;
-        let sh = quantize_act(&pooled, &mut xq[..h]);
+        let sh = quantize_act(pooled, &mut xq[..h]);
         let mut logits = vec![0.0f32; c];
         qmatvec(
             &self.head_w.data,
@@ -313,6 +358,20 @@ mod tests {
     use super::super::tokenizer::TokenizerConfig;
     use super::*;
     use crate::rng::Rng;
+
+    #[test]
+    fn fast_exp_sigmoid_tanh_match_libm() {
+        let mut x = -90.0f32;
+        while x < 90.0 {
+            let (e, fe) = (x.exp(), fast_exp(x));
+            if x > -87.0 && x < 87.0 {
+                assert!((e - fe).abs() <= 3e-7 * e, "exp({x}) {e} vs {fe}");
+            }
+            assert!((sigmoid(x) - fast_sigmoid(x)).abs() < 1e-6, "sigmoid({x})");
+            assert!((x.tanh() - fast_tanh(x)).abs() < 1e-6, "tanh({x})");
+            x += 0.01;
+        }
+    }
 
     #[test]
     fn quantize_round_trip_error_is_at_most_half_a_step() {

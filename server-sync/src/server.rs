@@ -1,0 +1,127 @@
+//! Wiring: config → store → migrate (on open) → services → serve with
+//! graceful shutdown (in-flight requests finish, then the store's writer
+//! flushes and stops).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sona_core::federated::FederatedConfig;
+use sona_core::personalize::PersonalizeConfig;
+use tokio::net::TcpListener;
+
+use crate::auth::{random_secret, Auth};
+use crate::config::ServeConfig;
+use crate::http::adapter::AdapterService;
+use crate::http::{app, AppState};
+use crate::metrics::Metrics;
+use crate::store::{self, StoreError};
+use crate::sync::{SyncError, SyncService};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Sync(#[from] SyncError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("invalid adapter shape: {0}")]
+    Config(String),
+}
+
+/// The token secret: the flag, or one created once and kept in the store.
+pub async fn token_secret(
+    cfg: &ServeConfig,
+    store: &dyn store::Store,
+) -> Result<String, StartError> {
+    match &cfg.token_secret {
+        Some(s) if !s.is_empty() => Ok(s.clone()),
+        _ => Ok(store.init_meta("token_secret", random_secret()?).await?),
+    }
+}
+
+pub fn federated_config(cfg: &ServeConfig) -> Result<FederatedConfig, StartError> {
+    let p = PersonalizeConfig {
+        d: cfg.dim,
+        rank: cfg.rank,
+        alpha: cfg.alpha,
+        ..Default::default()
+    };
+    p.validate()
+        .map_err(|e| StartError::Config(e.to_string()))?;
+    Ok(FederatedConfig::for_personalize(&p))
+}
+
+/// Open the store and build the application state.
+pub async fn build_state(cfg: &ServeConfig) -> Result<AppState, StartError> {
+    let store = store::open(&cfg.store_url, &cfg.table_prefix, cfg.redis_url.as_deref()).await?;
+    let fcfg = federated_config(cfg)?;
+    let secret = token_secret(cfg, store.as_ref()).await?;
+    let metrics = Arc::new(Metrics::default());
+    let sync = Arc::new(
+        SyncService::open(
+            store.clone(),
+            fcfg.clone(),
+            cfg.round_max_users,
+            metrics.clone(),
+        )
+        .await?,
+    );
+    Ok(AppState {
+        store,
+        sync,
+        auth: Arc::new(Auth::new(secret.as_bytes())),
+        metrics,
+        adapters: Arc::new(AdapterService::new(fcfg.personalize())),
+    })
+}
+
+/// Serve until `shutdown` resolves; then finish in-flight requests and flush the store.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    cfg: &ServeConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
+    let router = app(state.clone(), cfg.max_body_bytes);
+    let ticker = (cfg.round_interval_secs > 0).then(|| {
+        let sync = state.sync.clone();
+        let every = Duration::from_secs(cfg.round_interval_secs);
+        tokio::spawn(async move {
+            let mut t = tokio::time::interval(every);
+            t.tick().await;
+            loop {
+                t.tick().await;
+                if let Err(e) = sync.run_round().await {
+                    tracing::error!(error = %e, "aggregation round failed");
+                }
+            }
+        })
+    });
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    if let Some(t) = ticker {
+        t.abort();
+    }
+    state.store.close().await;
+    tracing::info!("store flushed; bye");
+    Ok(())
+}
+
+/// SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down: finishing in-flight requests");
+}

@@ -1,0 +1,379 @@
+//! Embedded store: one SQLite file in WAL mode with `synchronous = FULL`.
+//! All writes go through one writer thread that drains every queued command
+//! into a single transaction (group commit: one fsync for the whole batch)
+//! and acknowledges each command only after its commit returned.
+
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use rusqlite::{params, Connection, OptionalExtension};
+use tokio::sync::oneshot;
+
+use super::{
+    check_prefix, BoxFuture, GlobalRecord, Store, StoreError, StoreResult, StoredUpdate,
+    UpdateRecord,
+};
+
+/// Most commands folded into one transaction.
+const MAX_BATCH: usize = 4096;
+
+enum Cmd {
+    Append(UpdateRecord, oneshot::Sender<StoreResult<i64>>),
+    PutGlobal(GlobalRecord, oneshot::Sender<StoreResult<()>>),
+    PutAdapter(String, Vec<u8>, oneshot::Sender<StoreResult<()>>),
+    InitMeta(String, String, oneshot::Sender<StoreResult<String>>),
+    Close(oneshot::Sender<()>),
+}
+
+pub struct SqliteStore {
+    tx: Mutex<Option<mpsc::Sender<Cmd>>>,
+    reader: Arc<Mutex<Connection>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    t: Tables,
+}
+
+#[derive(Clone)]
+struct Tables {
+    updates: String,
+    globals: String,
+    adapters: String,
+    meta: String,
+}
+
+impl Tables {
+    fn new(prefix: &str) -> Self {
+        Tables {
+            updates: format!("{prefix}updates"),
+            globals: format!("{prefix}globals"),
+            adapters: format!("{prefix}adapters"),
+            meta: format!("{prefix}meta"),
+        }
+    }
+}
+
+fn connect(path: &str) -> rusqlite::Result<Connection> {
+    let c = Connection::open(path)?;
+    c.pragma_update(None, "journal_mode", "WAL")?;
+    c.pragma_update(None, "synchronous", "FULL")?;
+    c.busy_timeout(std::time::Duration::from_secs(10))?;
+    Ok(c)
+}
+
+impl SqliteStore {
+    /// Open (creating and migrating) the database file at `path`.
+    pub fn open(path: &str, prefix: &str) -> StoreResult<Self> {
+        check_prefix(prefix)?;
+        let t = Tables::new(prefix);
+        let mut w = connect(path)?;
+        w.execute_batch(&format!(
+            "CREATE TABLE IF NOT EXISTS {u} (seq INTEGER PRIMARY KEY AUTOINCREMENT, user_id TEXT NOT NULL, global_version INTEGER NOT NULL, bytes BLOB NOT NULL);
+             CREATE TABLE IF NOT EXISTS {g} (version INTEGER PRIMARY KEY, state BLOB NOT NULL, consumed_seq INTEGER NOT NULL);
+             CREATE TABLE IF NOT EXISTS {a} (user_id TEXT PRIMARY KEY, bytes BLOB NOT NULL);
+             CREATE TABLE IF NOT EXISTS {m} (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
+            u = t.updates,
+            g = t.globals,
+            a = t.adapters,
+            m = t.meta
+        ))?;
+        let reader = connect(path)?;
+        let (tx, rx) = mpsc::channel();
+        let tw = t.clone();
+        let writer = std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || writer_loop(&mut w, &tw, rx))
+            .map_err(|e| StoreError::Other(format!("cannot start the writer thread: {e}")))?;
+        Ok(SqliteStore {
+            tx: Mutex::new(Some(tx)),
+            reader: Arc::new(Mutex::new(reader)),
+            writer: Mutex::new(Some(writer)),
+            t,
+        })
+    }
+
+    fn send(&self, cmd: Cmd) -> StoreResult<()> {
+        let guard = self.tx.lock().unwrap_or_else(|p| p.into_inner());
+        match guard.as_ref() {
+            Some(tx) => tx.send(cmd).map_err(|_| StoreError::Closed),
+            None => Err(StoreError::Closed),
+        }
+    }
+
+    fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection, &Tables) -> rusqlite::Result<T> + Send + 'static,
+    ) -> BoxFuture<'_, StoreResult<T>> {
+        let reader = self.reader.clone();
+        let t = self.t.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                let c = reader.lock().unwrap_or_else(|p| p.into_inner());
+                f(&c, &t).map_err(StoreError::from)
+            })
+            .await
+            .map_err(|e| StoreError::Other(format!("reader task failed: {e}")))?
+        })
+    }
+}
+
+enum Reply {
+    Seq(oneshot::Sender<StoreResult<i64>>, StoreResult<i64>),
+    Unit(oneshot::Sender<StoreResult<()>>, StoreResult<()>),
+    Text(oneshot::Sender<StoreResult<String>>, StoreResult<String>),
+}
+
+fn writer_loop(c: &mut Connection, t: &Tables, rx: mpsc::Receiver<Cmd>) {
+    let mut closing: Vec<oneshot::Sender<()>> = Vec::new();
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(c) => batch.push(c),
+                Err(_) => break,
+            }
+        }
+        let mut replies = Vec::with_capacity(batch.len());
+        let res = (|| -> rusqlite::Result<()> {
+            let tx = c.transaction()?;
+            {
+                let mut ins = tx.prepare_cached(&format!(
+                    "INSERT INTO {} (user_id, global_version, bytes) VALUES (?1, ?2, ?3)",
+                    t.updates
+                ))?;
+                for cmd in batch.drain(..) {
+                    match cmd {
+                        Cmd::Append(r, reply) => {
+                            let out = ins
+                                .execute(params![r.user_id, r.global_version as i64, r.bytes])
+                                .map(|_| tx.last_insert_rowid())
+                                .map_err(StoreError::from);
+                            replies.push(Reply::Seq(reply, out));
+                        }
+                        Cmd::PutGlobal(g, reply) => {
+                            let out = put_global(&tx, t, &g);
+                            replies.push(Reply::Unit(reply, out));
+                        }
+                        Cmd::PutAdapter(user, bytes, reply) => {
+                            let out = tx
+                                .execute(
+                                    &format!(
+                                        "INSERT INTO {} (user_id, bytes) VALUES (?1, ?2)
+                                         ON CONFLICT(user_id) DO UPDATE SET bytes = excluded.bytes",
+                                        t.adapters
+                                    ),
+                                    params![user, bytes],
+                                )
+                                .map(|_| ())
+                                .map_err(StoreError::from);
+                            replies.push(Reply::Unit(reply, out));
+                        }
+                        Cmd::InitMeta(k, v, reply) => {
+                            let out = (|| {
+                                tx.execute(
+                                    &format!(
+                                        "INSERT OR IGNORE INTO {} (key, value) VALUES (?1, ?2)",
+                                        t.meta
+                                    ),
+                                    params![k, v],
+                                )?;
+                                tx.query_row(
+                                    &format!("SELECT value FROM {} WHERE key = ?1", t.meta),
+                                    [&k],
+                                    |r| r.get(0),
+                                )
+                            })()
+                            .map_err(StoreError::from);
+                            replies.push(Reply::Text(reply, out));
+                        }
+                        Cmd::Close(done) => closing.push(done),
+                    }
+                }
+            }
+            tx.commit()
+        })();
+        // Acknowledge only after the commit: on failure every command in the batch fails.
+        let failed = res.err().map(|e| e.to_string());
+        for r in replies {
+            let err = || {
+                StoreError::Other(format!(
+                    "commit failed: {}",
+                    failed.clone().unwrap_or_default()
+                ))
+            };
+            match r {
+                Reply::Seq(s, v) => drop(s.send(if failed.is_some() { Err(err()) } else { v })),
+                Reply::Unit(s, v) => drop(s.send(if failed.is_some() { Err(err()) } else { v })),
+                Reply::Text(s, v) => drop(s.send(if failed.is_some() { Err(err()) } else { v })),
+            }
+        }
+        if !closing.is_empty() {
+            break;
+        }
+    }
+    for done in closing {
+        let _ = done.send(());
+    }
+}
+
+fn put_global(tx: &rusqlite::Transaction, t: &Tables, g: &GlobalRecord) -> StoreResult<()> {
+    let latest: Option<i64> = tx.query_row(
+        &format!("SELECT MAX(version) FROM {}", t.globals),
+        [],
+        |r| r.get(0),
+    )?;
+    if let Some(v) = latest {
+        if g.version as i64 <= v {
+            return Err(StoreError::Other(format!(
+                "global version {} is not newer than stored {v}",
+                g.version
+            )));
+        }
+    }
+    tx.execute(
+        &format!(
+            "INSERT INTO {} (version, state, consumed_seq) VALUES (?1, ?2, ?3)",
+            t.globals
+        ),
+        params![g.version as i64, g.state, g.consumed_seq],
+    )?;
+    // Keep the last few versions only (each holds a d × d Fisher).
+    tx.execute(
+        &format!("DELETE FROM {} WHERE version < ?1", t.globals),
+        [g.version as i64 - 4],
+    )?;
+    Ok(())
+}
+
+async fn ask<T>(
+    store: &SqliteStore,
+    make: impl FnOnce(oneshot::Sender<StoreResult<T>>) -> Cmd,
+) -> StoreResult<T> {
+    let (s, r) = oneshot::channel();
+    store.send(make(s))?;
+    r.await.map_err(|_| StoreError::Closed)?
+}
+
+impl Store for SqliteStore {
+    fn append_update(&self, rec: UpdateRecord) -> BoxFuture<'_, StoreResult<i64>> {
+        Box::pin(ask(self, |s| Cmd::Append(rec, s)))
+    }
+
+    fn updates_after(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> BoxFuture<'_, StoreResult<Vec<StoredUpdate>>> {
+        self.read(move |c, t| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT seq, user_id, bytes FROM {} WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+                t.updates
+            ))?;
+            let rows = st.query_map(params![after, limit as i64], |r| {
+                Ok(StoredUpdate {
+                    seq: r.get(0)?,
+                    user_id: r.get(1)?,
+                    bytes: r.get(2)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    fn count_after(&self, after: i64) -> BoxFuture<'_, StoreResult<i64>> {
+        self.read(move |c, t| {
+            c.query_row(
+                &format!("SELECT COUNT(*) FROM {} WHERE seq > ?1", t.updates),
+                [after],
+                |r| r.get(0),
+            )
+        })
+    }
+
+    fn has_update(&self, seq: i64) -> BoxFuture<'_, StoreResult<bool>> {
+        self.read(move |c, t| {
+            c.query_row(
+                &format!("SELECT 1 FROM {} WHERE seq = ?1", t.updates),
+                [seq],
+                |_| Ok(()),
+            )
+            .optional()
+            .map(|x| x.is_some())
+        })
+    }
+
+    fn latest_global(&self) -> BoxFuture<'_, StoreResult<Option<GlobalRecord>>> {
+        self.read(|c, t| {
+            c.query_row(
+                &format!(
+                    "SELECT version, state, consumed_seq FROM {} ORDER BY version DESC LIMIT 1",
+                    t.globals
+                ),
+                [],
+                |r| {
+                    Ok(GlobalRecord {
+                        version: r.get::<_, i64>(0)? as u64,
+                        state: r.get(1)?,
+                        consumed_seq: r.get(2)?,
+                    })
+                },
+            )
+            .optional()
+        })
+    }
+
+    fn put_global(&self, rec: GlobalRecord) -> BoxFuture<'_, StoreResult<()>> {
+        Box::pin(ask(self, |s| Cmd::PutGlobal(rec, s)))
+    }
+
+    fn get_adapter(&self, user_id: &str) -> BoxFuture<'_, StoreResult<Option<Vec<u8>>>> {
+        let user = user_id.to_string();
+        self.read(move |c, t| {
+            c.query_row(
+                &format!("SELECT bytes FROM {} WHERE user_id = ?1", t.adapters),
+                [user],
+                |r| r.get(0),
+            )
+            .optional()
+        })
+    }
+
+    fn put_adapter(&self, user_id: &str, bytes: Vec<u8>) -> BoxFuture<'_, StoreResult<()>> {
+        let user = user_id.to_string();
+        Box::pin(ask(self, |s| Cmd::PutAdapter(user, bytes, s)))
+    }
+
+    fn get_meta(&self, key: &str) -> BoxFuture<'_, StoreResult<Option<String>>> {
+        let key = key.to_string();
+        self.read(move |c, t| {
+            c.query_row(
+                &format!("SELECT value FROM {} WHERE key = ?1", t.meta),
+                [key],
+                |r| r.get(0),
+            )
+            .optional()
+        })
+    }
+
+    fn init_meta(&self, key: &str, value: String) -> BoxFuture<'_, StoreResult<String>> {
+        let key = key.to_string();
+        Box::pin(ask(self, |s| Cmd::InitMeta(key, value, s)))
+    }
+
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let (s, r) = oneshot::channel();
+            if self.send(Cmd::Close(s)).is_ok() {
+                let _ = r.await;
+            }
+            self.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
+            let handle = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
+            if let Some(h) = handle {
+                let _ = tokio::task::spawn_blocking(move || h.join()).await;
+            }
+        })
+    }
+
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+}
