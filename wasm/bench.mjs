@@ -12,7 +12,7 @@ import { serveStatic, chromiumOptions } from './tests/shared/static-server.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const require = createRequire(import.meta.url);
-const router = new Uint8Array(readFileSync(join(here, 'tests/fixtures/router.bin')));
+const router = new Uint8Array(readFileSync(join(here, '..', 'models', 'router.bin'))); // the shipped router
 const TARGETS = { route: 25, adapt384: 10, recommendTop10of10k: 5000 };
 
 function report(where, results) {
@@ -30,13 +30,13 @@ for (const v of ['plain', 'simd']) {
 
 if (process.argv.includes('--no-browser')) process.exit(0);
 const { chromium } = await import('playwright-core');
-const server = await serveStatic(here);
+const server = await serveStatic(join(here, '..'));
 const profile = mkdtempSync(join(tmpdir(), 'sona-bench-'));
 const browser = await chromium.launchPersistentContext(profile, chromiumOptions());
 try {
   for (const simd of ['0', '1']) {
     const page = await browser.newPage();
-    await page.goto(`${server.url}/bench/bench.html?simd=${simd}`);
+    await page.goto(`${server.url}/wasm/bench/bench.html?simd=${simd}`);
     await page.waitForFunction(() => window.__bench !== undefined, null, { timeout: 300000 });
     const r = await page.evaluate(() => window.__bench);
     if (r.fatal) throw new Error(r.fatal);

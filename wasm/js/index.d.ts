@@ -61,9 +61,18 @@ export interface PersonalizeOptions {
   fisherStorage?: 'separable' | 'full';
 }
 
+export interface AttentionPick {
+  /** Mechanism name from sona-core's attention registry. */
+  mechanism: string;
+  /** Mixing weight; the three weights sum to 1. */
+  weight: number;
+}
+
 export interface LoadOptions {
   /** The router model file (e.g. models/router.bin). */
   router: Uint8Array;
+  /** The attention selector model (e.g. models/attention-selector.bin). */
+  attention?: Uint8Array;
   personalize?: PersonalizeOptions;
   /** Default "viewer". */
   userId?: string;
@@ -199,6 +208,8 @@ export declare class Engine {
   route(text: string): RouteResult;
   routeEmbedding(embedding: Float32Array): RouteResult;
   selectModel(route: Route, complexity: number, budget: number): ModelChoice;
+  /** Top three attention mechanisms for a query (needs `attention` in Engine.load). */
+  selectAttention(text: string): AttentionPick[];
   adaptEmbeddings(embedding: Float32Array): Float32Array;
   adaptationMagnitude(embedding: Float32Array): number;
   loadCatalog(catalog: Catalog): number;

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
+use sona_core::attention::selector::{AttentionSelector, SelectorError};
 use sona_core::codec::{open_msgpack, seal_msgpack, CodecError};
 use sona_core::personalize::format::Blob;
 use sona_core::personalize::{
@@ -32,6 +33,10 @@ pub enum EngineError {
     Personalize(#[from] PersonalizeError),
     #[error("selectModel: {0}")]
     SelectModel(#[from] SelectModelError),
+    #[error("attention selector: {0}")]
+    Selector(#[from] SelectorError),
+    #[error("selectAttention: no attention selector is loaded (pass `attention` to Engine.load)")]
+    NoSelector,
     #[error("saved state: {0}")]
     State(#[from] CodecError),
     #[error("{0}")]
@@ -210,6 +215,7 @@ pub struct EngineCore {
     /// query-match part of a score, the rest is what this viewer's tier adds.
     shared: Adapter,
     catalog: Option<Catalog>,
+    attention: Option<AttentionSelector>,
     rng: Rng,
     last_embedding: Option<Vec<f32>>,
     /// Scratch buffers for recommend.
@@ -240,6 +246,7 @@ impl EngineCore {
             adapter,
             shared,
             catalog: None,
+            attention: None,
             last_embedding: None,
         })
     }
@@ -262,6 +269,28 @@ impl EngineCore {
     pub fn route_embedding(&self, e: &[f32]) -> Result<Value, EngineError> {
         check_finite("routeEmbedding", e)?;
         Ok(decision_json(&self.router.route_embedding(e)?))
+    }
+
+    /// Load the attention selector model (e.g. `models/attention-selector.bin`).
+    pub fn load_attention(&mut self, bytes: &[u8]) -> Result<(), EngineError> {
+        let (sel, _meta) = AttentionSelector::from_bytes(bytes)?;
+        self.attention = Some(sel);
+        Ok(())
+    }
+
+    /// The three attention mechanisms the selector picks for a query, weights summing to 1.
+    pub fn select_attention(&self, text: &str) -> Result<Value, EngineError> {
+        let sel = self.attention.as_ref().ok_or(EngineError::NoSelector)?;
+        if sona_core::router::tokenizer::words(text).is_empty() {
+            return Err(RouterError::EmptyQuery.into());
+        }
+        let picks = sel.select(text)?;
+        Ok(Value::Array(
+            picks
+                .iter()
+                .map(|s| json!({"mechanism": s.mechanism, "weight": s.weight}))
+                .collect(),
+        ))
     }
 
     /// Cost-aware LLM choice for a route.

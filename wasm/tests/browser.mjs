@@ -7,7 +7,8 @@ import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { serveStatic, chromiumOptions } from './shared/static-server.mjs';
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+// Served from the repository root so the tests can fetch the shipped models/ too.
+const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const server = await serveStatic(root);
 const profile = mkdtempSync(join(tmpdir(), 'sona-chromium-'));
 const browser = await chromium.launchPersistentContext(profile, chromiumOptions());
@@ -16,7 +17,7 @@ try {
   for (const simd of ['0', '1']) {
     const page = await browser.newPage();
     page.on('pageerror', (e) => console.error('pageerror:', e.message));
-    await page.goto(`${server.url}/tests/browser.html?simd=${simd}`);
+    await page.goto(`${server.url}/wasm/tests/browser.html?simd=${simd}`);
     await page.waitForFunction(() => window.__result !== undefined, null, { timeout: 60000 });
     const r = await page.evaluate(() => window.__result);
     if (r.fatal) {

@@ -63,17 +63,23 @@ export const ERROR_CASES = [
   ['loadState garbage', (c) => c.engine.loadState(new Uint8Array(100)), /state/],
   ['loadState truncated', (c) => { const s = c.engine.saveState(); c.engine.loadState(s.slice(0, s.length - 1)); }, /state/],
   ['loadState other user', (c) => { const other = c.Engine.load({ router: c.router, userId: 'someone-else', personalize: c.goldens.personalize }); try { c.engine.loadState(other.saveState()); } finally { other.free(); } }, /belongs to user/],
+  ['selectAttention without a selector', (c) => c.engine.selectAttention('movies like heat'), /no attention selector/],
+  ['selectAttention empty', (c) => c.withSelector.selectAttention('  ?! '), /empty query/],
+  ['selectAttention not a string', (c) => c.withSelector.selectAttention(null), /string/],
+  ['load router file as selector', (c) => c.Engine.load({ router: c.router, attention: c.router }), /selector|mechanisms|f32/],
+  ['load corrupt selector', (c) => c.Engine.load({ router: c.router, attention: new Uint8Array(64) }), /attention selector/],
   ['decodeUpdate garbage', (c) => c.Engine.decodeUpdate(new Uint8Array(20)), /adapter update/],
   ['use after free', (c) => { const e = c.Engine.load({ router: c.router }); e.free(); e.route('hello'); }, /./],
 ];
 
 /** Runs every case; returns a list of problems (empty when all threw a proper Error). */
-export function checkErrors(Engine, goldens, router) {
+export function checkErrors(Engine, goldens, router, models) {
   const problems = [];
+  const withSelector = Engine.load({ router, attention: models.attention });
   const engine = Engine.load({ router, userId: goldens.userId, personalize: goldens.personalize });
   const bare = Engine.load({ router, userId: goldens.userId, personalize: goldens.personalize });
   engine.loadCatalog({ items: goldens.catalog.items, embeddings: new Float32Array(goldens.catalog.embeddings) });
-  const ctx = { Engine, router, goldens, engine, bare };
+  const ctx = { Engine, router, goldens, engine, bare, withSelector };
   const probe = new Float32Array(goldens.steps[0].input);
   const before = () => JSON.stringify([engine.stats(), Array.from(engine.adaptEmbeddings(probe)), bare.catalogSize]);
   for (const [name, fn, pattern] of ERROR_CASES) {
@@ -91,5 +97,6 @@ export function checkErrors(Engine, goldens, router) {
   }
   engine.free();
   bare.free();
+  withSelector.free();
   return { checked: ERROR_CASES.length, problems };
 }

@@ -24,11 +24,21 @@ export function diff(a, b, path = '$', out = []) {
   return out;
 }
 
-/** Runs every golden case; returns {checked, failures}. */
-export function replay(Engine, goldens, routerBytes) {
+/** Runs every golden case; returns {checked, failures}. `models`: {attention, shippedRouter} bytes. */
+export function replay(Engine, goldens, routerBytes, models) {
   const failures = [];
   let checked = 0;
-  const engine = Engine.load({ router: routerBytes, userId: goldens.userId, personalize: goldens.personalize });
+  const shipped = Engine.load({ router: models.shippedRouter });
+  for (const r of goldens.shippedRoutes) {
+    diff(shipped.route(r.text), r.output, `shipped route(${JSON.stringify(r.text)})`, failures);
+    checked++;
+  }
+  shipped.free();
+  const engine = Engine.load({ router: routerBytes, attention: models.attention, userId: goldens.userId, personalize: goldens.personalize });
+  for (const a of goldens.attention) {
+    diff(engine.selectAttention(a.text), a.output, `selectAttention(${JSON.stringify(a.text)})`, failures);
+    checked++;
+  }
   try {
     engine.loadCatalog({ items: goldens.catalog.items, embeddings: new Float32Array(goldens.catalog.embeddings) });
     for (const r of goldens.routes) {

@@ -7,6 +7,8 @@ export async function demo(router: Uint8Array, items: { id: string; title: strin
   const engine: Engine = Engine.load({ router, userId: 'ts', personalize: { d: 32, rank: 4, minIntervalSecs: 0 } });
   engine.loadCatalog({ items, embeddings: emb });
   const r = engine.route('movies like heat');
+  const picks = engine.selectAttention('movies like heat');
+  const w: number = picks[0].weight + picks.length;
   const route: Route = r.route;
   const conf: number = r.confidence + r.scores.vector_search;
   const choice = engine.selectModel(route, 0.3, 1.0);
@@ -25,5 +27,5 @@ export async function demo(router: Uint8Array, items: { id: string; title: strin
   // @ts-expect-error unknown route name
   engine.selectModel('teleport', 0.5, 1);
   engine.free();
-  return `${b} ${which} ${conf} ${choice.modelId} ${first.explanation} ${outcome.adapted} ${adapted.length} ${summary.sampleCount} ${out.route?.fellBack}`;
+  return `${b} ${which} ${conf} ${choice.modelId} ${first.explanation} ${outcome.adapted} ${adapted.length} ${summary.sampleCount} ${out.route?.fellBack} ${w} ${picks[0].mechanism}`;
 }
