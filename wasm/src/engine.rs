@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
+use sona_core::attention::selector::{AttentionSelector, SelectorError};
 use sona_core::codec::{open_msgpack, seal_msgpack, CodecError};
 use sona_core::personalize::format::Blob;
 use sona_core::personalize::{
@@ -32,6 +33,10 @@ pub enum EngineError {
     Personalize(#[from] PersonalizeError),
     #[error("selectModel: {0}")]
     SelectModel(#[from] SelectModelError),
+    #[error("attention selector: {0}")]
+    Selector(#[from] SelectorError),
+    #[error("selectAttention: no attention selector is loaded (pass `attention` to Engine.load)")]
+    NoSelector,
     #[error("saved state: {0}")]
     State(#[from] CodecError),
     #[error("{0}")]
@@ -210,6 +215,7 @@ pub struct EngineCore {
     /// query-match part of a score, the rest is what this viewer's tier adds.
     shared: Adapter,
     catalog: Option<Catalog>,
+    attention: Option<AttentionSelector>,
     rng: Rng,
     last_embedding: Option<Vec<f32>>,
     /// Scratch buffers for recommend.
@@ -240,6 +246,7 @@ impl EngineCore {
             adapter,
             shared,
             catalog: None,
+            attention: None,
             last_embedding: None,
         })
     }
@@ -262,6 +269,28 @@ impl EngineCore {
     pub fn route_embedding(&self, e: &[f32]) -> Result<Value, EngineError> {
         check_finite("routeEmbedding", e)?;
         Ok(decision_json(&self.router.route_embedding(e)?))
+    }
+
+    /// Load the attention selector model (e.g. `models/attention-selector.bin`).
+    pub fn load_attention(&mut self, bytes: &[u8]) -> Result<(), EngineError> {
+        let (sel, _meta) = AttentionSelector::from_bytes(bytes)?;
+        self.attention = Some(sel);
+        Ok(())
+    }
+
+    /// The three attention mechanisms the selector picks for a query, weights summing to 1.
+    pub fn select_attention(&self, text: &str) -> Result<Value, EngineError> {
+        let sel = self.attention.as_ref().ok_or(EngineError::NoSelector)?;
+        if sona_core::router::tokenizer::words(text).is_empty() {
+            return Err(RouterError::EmptyQuery.into());
+        }
+        let picks = sel.select(text)?;
+        Ok(Value::Array(
+            picks
+                .iter()
+                .map(|s| json!({"mechanism": s.mechanism, "weight": s.weight}))
+                .collect(),
+        ))
     }
 
     /// Cost-aware LLM choice for a route.
@@ -434,6 +463,7 @@ impl EngineCore {
                 moods: x.context.moods.clone(),
             },
         };
+        interaction.validate()?;
         let query = match (&x.embedding, &self.last_embedding) {
             (Some(e), _) => e.as_slice(),
             (None, Some(e)) => e.as_slice(),
@@ -547,8 +577,22 @@ impl EngineCore {
     }
 }
 
+/// `⟨a, b⟩` with eight independent partial sums, so the loop vectorizes (simd128 when enabled)
+/// instead of waiting on one serial chain of adds. Same summation order on every target.
 fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
+    let mut acc = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    let mut tail = 0f32;
+    for (x, y) in ra.iter().zip(rb) {
+        tail += x * y;
+    }
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
 }
 
 /// A short human-readable reason from the two parts of a score.

@@ -105,14 +105,14 @@ pub struct Engine {
 
 #[wasm_bindgen]
 impl Engine {
-    /// `Engine.load({router, personalize?, userId?, state?})`.
+    /// `Engine.load({router, attention?, personalize?, userId?, state?})`.
     /// `router`: the router model file bytes; `personalize`: camelCase overrides of the
     /// core's `PersonalizeConfig`; `userId` (default "viewer"); `state`: bytes from `saveState`.
     pub fn load(options_obj: JsValue) -> Result<Engine, JsError> {
         let o = options(
             "Engine.load",
             &options_obj,
-            &["router", "personalize", "userId", "state"],
+            &["router", "attention", "personalize", "userId", "state"],
         )?;
         let router = match field(o, "router") {
             Some(v) => bytes("Engine.load router", &v)?,
@@ -128,6 +128,10 @@ impl Engine {
             None => "viewer".to_string(),
         };
         let mut core = EngineCore::new(&router, cfg, &user).map_err(err)?;
+        if let Some(v) = field(o, "attention") {
+            core.load_attention(&bytes("Engine.load attention", &v)?)
+                .map_err(err)?;
+        }
         if let Some(v) = field(o, "state") {
             core.load_state(&bytes("Engine.load state", &v)?)
                 .map_err(err)?;
@@ -164,6 +168,15 @@ impl Engine {
     pub fn route_embedding(&self, embedding: JsValue) -> Result<JsValue, JsError> {
         let e = floats("routeEmbedding", &embedding)?;
         to_js(&self.core.route_embedding(&e).map_err(err)?)
+    }
+
+    /// The attention selector's top three mechanisms: `[{mechanism, weight}]`, weights sum to 1.
+    #[wasm_bindgen(js_name = selectAttention)]
+    pub fn select_attention(&self, text: JsValue) -> Result<JsValue, JsError> {
+        let t = text
+            .as_string()
+            .ok_or_else(|| JsError::new("selectAttention: expected a string"))?;
+        to_js(&self.core.select_attention(&t).map_err(err)?)
     }
 
     /// Cost-aware model choice: `{modelId, estimatedCost, …}`.

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 
 use serde_json::{json, Value};
 use sona_core::data::Item;
+use sona_core::personalize::PersonalizeConfig;
 use sona_core::rng::Rng;
 use sona_core::router::querygen::{generate_splits, CatalogFacts};
 use sona_core::router::tokenizer::TokenizerConfig;
@@ -179,6 +180,28 @@ fn run_cases(router: &[u8]) -> Value {
     })
     .collect();
 
+    // The shipped models: the attention selector and the router of models/ (loaded from bytes
+    // exactly as the npm package's hosts do).
+    let models = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models");
+    let selector = std::fs::read(models.join("attention-selector.bin")).unwrap();
+    e.load_attention(&selector).unwrap();
+    let attention: Vec<Value> = [
+        "movies like heat",
+        "browse the genre tree from drama down to courtroom dramas",
+        "a very long watch history with thousands of items",
+        "what do my friends who like sci-fi watch",
+        "something cozy and new tonight",
+    ]
+    .iter()
+    .map(|q| json!({"text": q, "output": e.select_attention(q).unwrap()}))
+    .collect();
+    let shipped_bytes = std::fs::read(models.join("router.bin")).unwrap();
+    let shipped = EngineCore::new(&shipped_bytes, PersonalizeConfig::default(), USER).unwrap();
+    let shipped_routes: Vec<Value> = queries
+        .iter()
+        .map(|q| json!({"text": q, "output": shipped.route(q).unwrap()}))
+        .collect();
+
     let q = vector(21);
     let probe = vector(22);
     let mut steps = Vec::new();
@@ -241,6 +264,10 @@ fn run_cases(router: &[u8]) -> Value {
         "catalog": {"items": items, "embeddings": emb},
         "routes": routes,
         "selectModel": select,
+        "attentionSelector": "../../models/attention-selector.bin",
+        "attention": attention,
+        "shippedRouter": "../../models/router.bin",
+        "shippedRoutes": shipped_routes,
         "steps": steps,
     })
 }
