@@ -383,7 +383,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         eprintln!("static: per-user 75/25 random split (seed {})", args.seed);
         let split = static_split(&ds, 0.75, args.seed)?;
         let tuned = tune(&split.train, args.seed, args.k)?;
-        tuning.insert("static".into(), json!({"ease_lambda": tuned.ease_lambda, "hybrid_weights": tuned.weights, "log": tuned.log}));
+        tuning.insert("static".into(), json!({"ease_lambda": tuned.ease_lambda, "hybrid_weights": tuned.weights.map(|w| (w as f64 * 1000.0).round() / 1000.0), "log": tuned.log}));
         let mut rows = Vec::new();
         for m in build_systems(&split.train, args.seed, &tuned, &mut notes)? {
             let s = eval_static(&split, m.as_ref(), args.k);
@@ -405,7 +405,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         eprintln!("streaming: train before the 80th-percentile timestamp, replay the rest");
         let split = temporal_split(&ds, 0.8)?;
         let tuned = tune(&split.train, args.seed, args.k)?;
-        tuning.insert("streaming".into(), json!({"ease_lambda": tuned.ease_lambda, "hybrid_weights": tuned.weights, "log": tuned.log}));
+        tuning.insert("streaming".into(), json!({"ease_lambda": tuned.ease_lambda, "hybrid_weights": tuned.weights.map(|w| (w as f64 * 1000.0).round() / 1000.0), "log": tuned.log}));
         let (mut stream_rows, mut cold_rows) = (Vec::new(), Vec::new());
         for mut m in build_systems(&split.train, args.seed, &tuned, &mut notes)? {
             let t = Instant::now();
@@ -528,6 +528,18 @@ fn render_md(
         }
         let _ = writeln!(s);
     }
+    let _ = writeln!(
+        s,
+        "## Protocols\n\n\
+- static: per-user seeded 75/25 random split; all unseen-in-training items ranked; every test rating relevant.\n\
+- streaming: train before the 80th-percentile timestamp; later events replayed in time order, each ranked \
+(seen items excluded) before it is observed; metrics per event, averaged per user, then over users.\n\
+- cold_start: users with no interaction before the cutoff, scored from their 6th event on.\n\
+- MRR is MRR@k (0 when no relevant item is in the top k). Coverage: share of the catalog in any list.\n\
+- EASE λ and the hybrid_rrf_tuned weights are chosen per protocol on a validation split of that \
+protocol's training side (see eval.json `tuning`). hybrid_rrf uses the default weights \
+(cf 0.3, content 0.2, graph 0.4, context 0.1). Platforms are synthetic and unused here.\n"
+    );
     if !notes.is_empty() {
         let _ = writeln!(s, "## Notes\n");
         for n in notes {

@@ -92,6 +92,9 @@ pub struct ServeConfig {
         default_value_t = 128
     )]
     pub round_max_users: usize,
+    /// Router model file for /v1/router/route (a `sona` router model).
+    #[arg(long, global = true, env = "SONA_ROUTER_MODEL")]
+    pub router_model: Option<std::path::PathBuf>,
     /// Adapter shape (must match the devices).
     #[arg(long, global = true, env = "SONA_DIM", default_value_t = 384)]
     pub dim: usize,

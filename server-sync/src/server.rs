@@ -67,7 +67,17 @@ pub async fn build_state(cfg: &ServeConfig) -> Result<AppState, StartError> {
         )
         .await?,
     );
+    let router = match &cfg.router_model {
+        Some(path) => {
+            let bytes = std::fs::read(path)?;
+            let r = sona_core::router::Router::from_bytes(&bytes)
+                .map_err(|e| StartError::Config(format!("router model {}: {e}", path.display())))?;
+            Some(r)
+        }
+        None => None,
+    };
     Ok(AppState {
+        router: Arc::new(crate::http::router::RouterService::new(router)),
         store,
         sync,
         auth: Arc::new(Auth::new(secret.as_bytes())),

@@ -2,7 +2,6 @@
 //! `sona_core::federated::check_update`, then made durable), runs aggregation
 //! rounds with `sona_core::federated::aggregate_round`, publishes the global tier.
 
-use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, RwLock};
 
@@ -98,8 +97,15 @@ impl SyncService {
 
     /// Validate an update for `user_id` and make it durable. Nothing is stored
     /// when it is rejected.
-    pub async fn submit(&self, user_id: &str, update: AdapterUpdate) -> Result<Ack, SyncError> {
-        let result = self.submit_inner(user_id, update).await;
+    /// `raw`: the uploaded `SNAU` bytes when the client sent the envelope
+    /// (stored as is, saving a re-encode); otherwise the update is encoded.
+    pub async fn submit(
+        &self,
+        user_id: &str,
+        update: AdapterUpdate,
+        raw: Option<Vec<u8>>,
+    ) -> Result<Ack, SyncError> {
+        let result = self.submit_inner(user_id, update, raw).await;
         match &result {
             Ok(_) => self.metrics.updates_accepted.fetch_add(1, Relaxed),
             Err(_) => self.metrics.updates_rejected.fetch_add(1, Relaxed),
@@ -107,7 +113,12 @@ impl SyncService {
         result
     }
 
-    async fn submit_inner(&self, user_id: &str, update: AdapterUpdate) -> Result<Ack, SyncError> {
+    async fn submit_inner(
+        &self,
+        user_id: &str,
+        update: AdapterUpdate,
+        raw: Option<Vec<u8>>,
+    ) -> Result<Ack, SyncError> {
         if update.user_id != user_id {
             return Err(SyncError::WrongUser {
                 expected: user_id.to_string(),
@@ -121,7 +132,7 @@ impl SyncService {
             .append_update(UpdateRecord {
                 user_id: update.user_id.clone(),
                 global_version: update.global_version,
-                bytes: update.to_bytes(),
+                bytes: raw.unwrap_or_else(|| update.to_bytes()),
             })
             .await?;
         Ok(Ack {
@@ -130,38 +141,28 @@ impl SyncService {
         })
     }
 
-    /// Aggregate the updates received since the last round (latest per user,
-    /// at most `round_max_users` users) and publish the next version. Returns
-    /// `None` when there is nothing to aggregate.
+    /// Aggregate the updates received since the last round (the latest of
+    /// each user; when more than `round_max_users` users uploaded, the most
+    /// recently active ones) and publish the next version. The round consumes
+    /// every update up to the newest seq it saw. Returns `None` when there is
+    /// nothing to aggregate.
     pub async fn run_round(&self) -> Result<Option<RoundReport>, SyncError> {
         let _guard = self.round_lock.lock().await;
         let published = self.published();
-        let mut latest: HashMap<String, (i64, Vec<u8>)> = HashMap::new();
-        let mut consumed = published.consumed_seq;
-        'scan: loop {
-            let batch = self.store.updates_after(consumed, 1024).await?;
-            if batch.is_empty() {
-                break;
-            }
-            for u in batch {
-                if !latest.contains_key(&u.user_id) && latest.len() == self.round_max_users {
-                    break 'scan;
-                }
-                consumed = u.seq;
-                latest.insert(u.user_id, (u.seq, u.bytes));
-            }
-        }
-        if latest.is_empty() {
+        let (chosen, consumed) = self
+            .store
+            .latest_per_user(published.consumed_seq, self.round_max_users)
+            .await?;
+        if chosen.is_empty() {
             return Ok(None);
         }
-        let mut ups: Vec<(i64, Vec<u8>)> = latest.into_values().collect();
-        ups.sort_by_key(|(seq, _)| *seq);
+        let ups: Vec<Vec<u8>> = chosen.into_iter().map(|u| u.bytes).collect();
         let cfg = self.cfg.clone();
         let state = published.state.clone();
         let outcome = tokio::task::spawn_blocking(move || {
             let decoded: Vec<AdapterUpdate> = ups
                 .iter()
-                .filter_map(|(_, b)| AdapterUpdate::from_bytes(b).ok())
+                .filter_map(|b| AdapterUpdate::from_bytes(b).ok())
                 .collect();
             aggregate_round(&cfg, &state, &decoded)
         })

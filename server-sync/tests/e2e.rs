@@ -23,6 +23,7 @@ fn cfg(store_url: String) -> ServeConfig {
         max_body_bytes: 1 << 20,
         round_interval_secs: 0,
         round_max_users: 64,
+        router_model: None,
         dim: 16,
         rank: 4,
         alpha: 8.0,

@@ -183,6 +183,13 @@ mod tests {
             .unwrap_err();
         assert!(matches!(e, AttnError::Shape { what: "output", .. }));
         let e = DotProduct
+            .forward(
+                &AttnInput::new(&q, &k, &v, usize::MAX / 2, 3, 4, 2),
+                &mut out,
+            )
+            .unwrap_err();
+        assert!(matches!(e, AttnError::Invalid { what: "shape", .. }), "{e}");
+        let e = DotProduct
             .forward(&AttnInput::new(&[], &[], &[], 0, 0, 4, 2), &mut [])
             .unwrap_err();
         assert!(matches!(e, AttnError::ZeroDim { .. }));

@@ -10,9 +10,11 @@
 //! ([`flash_scratch_bytes`]; 24 576 for d = 64) plus `8 · BLOCK_Q` bytes of stack,
 //! independent of `n_q` and `n_k`.
 //!
-//! Inner loops are written over fixed-width register tiles so they auto-vectorize;
-//! `exp` is a branch-free polynomial ([`exp_neg`], relative error < 3e-7) so it
-//! vectorizes too. On x86-64 the same source is also compiled with AVX2 enabled and
+//! Inner loops are written over fixed-width register tiles so they auto-vectorize:
+//! scores in 4 × 8 (query × key) tiles over a transposed key block, the block max and
+//! sum in 8 independent lanes, `exp` as a branch-free polynomial ([`exp_neg`], relative
+//! error < 3e-7, no float→int conversion), and `P·V` two query rows per pass over the
+//! value rows in 16-wide register accumulators. On x86-64 the same source is also compiled with AVX2 enabled and
 //! picked at run time when the CPU has it (no FMA contraction, so both paths round
 //! alike). Reads `extras.mask` when present.
 
@@ -43,15 +45,18 @@ pub fn exp_neg(x: f32) -> f32 {
     const LN2_HI: f32 = 0.693_145_75;
     const LN2_LO: f32 = 1.428_606_8e-6;
     const MAGIC: f32 = 12_582_912.0; // 1.5 · 2^23: adding and subtracting rounds to nearest
-    let xc = x.max(-87.3);
-    let n = (xc * LOG2E + MAGIC) - MAGIC;
+    let xc = if x > -87.3 { x } else { -87.3 };
+    // t's low mantissa bits hold round(xc·log2 e) as an integer: no float→int conversion.
+    let t = xc * LOG2E + MAGIC;
+    let n_int = (t.to_bits() as i32).wrapping_sub(MAGIC.to_bits() as i32);
+    let n = t - MAGIC;
     let r = xc - n * LN2_HI - n * LN2_LO;
     // e^r on |r| ≤ ln2/2, Taylor to degree 6 (truncation error < 1.2e-7 relative).
     let p = 1.0
         + r * (1.0
             + r * (0.5
                 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
-    let scale = f32::from_bits(((n as i32 + 127) << 23) as u32);
+    let scale = f32::from_bits(((n_int + 127) << 23) as u32);
     let y = p * scale;
     if x < -87.3 {
         0.0
@@ -136,16 +141,18 @@ fn flash_body(inp: &AttnInput, out: &mut [f32]) {
                         }
                     }
                 }
-                let bmax = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let bmax = max_lanes(row);
                 if bmax == f32::NEG_INFINITY {
-                    continue; // nothing visible in this block
+                    row.iter_mut().for_each(|x| *x = 0.0); // nothing visible: adds nothing below
+                    continue;
                 }
                 let m_new = m[r].max(bmax);
-                let mut psum = 0.0f32;
+                // Two passes so each loop vectorizes: exp has no loop-carried dependency,
+                // the sum runs in 8 independent lanes.
                 for x in row.iter_mut() {
                     *x = exp_neg(*x - m_new);
-                    psum += *x;
                 }
+                let psum = sum_lanes(row);
                 let o = &mut out[i * d_v..(i + 1) * d_v];
                 if m[r] != f32::NEG_INFINITY && m[r] != m_new {
                     let alpha = exp_neg(m[r] - m_new);
@@ -154,7 +161,31 @@ fn flash_body(inp: &AttnInput, out: &mut [f32]) {
                 }
                 m[r] = m_new;
                 l[r] += psum;
-                accumulate_pv(row, &inp.v[k0 * d_v..(k0 + bk) * d_v], d_v, o);
+            }
+            // o_r += Σ_j p_rj v_j, two query rows per pass so each loaded value row serves both.
+            let vb = &inp.v[k0 * d_v..(k0 + bk) * d_v];
+            let mut r = 0;
+            while r + 1 < bq {
+                let (i0, i1) = (q0 + r, q0 + r + 1);
+                let (lo, hi) = out.split_at_mut(i1 * d_v);
+                accumulate_pv2(
+                    &s[r * BLOCK_K..r * BLOCK_K + bk],
+                    &s[(r + 1) * BLOCK_K..(r + 1) * BLOCK_K + bk],
+                    vb,
+                    d_v,
+                    &mut lo[i0 * d_v..],
+                    &mut hi[..d_v],
+                );
+                r += 2;
+            }
+            if r < bq {
+                let i = q0 + r;
+                accumulate_pv(
+                    &s[r * BLOCK_K..r * BLOCK_K + bk],
+                    vb,
+                    d_v,
+                    &mut out[i * d_v..(i + 1) * d_v],
+                );
             }
         }
         for r in 0..bq {
@@ -166,6 +197,39 @@ fn flash_body(inp: &AttnInput, out: &mut [f32]) {
             }
         }
     }
+}
+
+/// Maximum of `xs` (−inf for an empty or all −inf slice), reduced in 8 lanes.
+#[inline(always)]
+fn max_lanes(xs: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; 8];
+    let chunks = xs.chunks_exact(8);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for l in 0..8 {
+            acc[l] = if c[l] > acc[l] { c[l] } else { acc[l] };
+        }
+    }
+    let mut m = f32::NEG_INFINITY;
+    for &x in acc.iter().chain(tail) {
+        m = if x > m { x } else { m };
+    }
+    m
+}
+
+/// Sum of `xs`, reduced in 8 lanes.
+#[inline(always)]
+fn sum_lanes(xs: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let chunks = xs.chunks_exact(8);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for l in 0..8 {
+            acc[l] += c[l];
+        }
+    }
+    let s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    s + tail.iter().sum::<f32>()
 }
 
 /// `s[r][j] = scale · q_r · k_j` for a query block against a transposed key block,
@@ -208,6 +272,35 @@ fn scores_tile(q: &[f32], d: usize, bq: usize, kt: &[f32], s: &mut [f32], scale:
             }
         }
         r0 += tq;
+    }
+}
+
+/// `o0 += Σ_j p0_j v_j` and `o1 += Σ_j p1_j v_j` in one walk over the value rows.
+#[inline(always)]
+fn accumulate_pv2(p0: &[f32], p1: &[f32], v: &[f32], d_v: usize, o0: &mut [f32], o1: &mut [f32]) {
+    const W: usize = 16;
+    let full = d_v / W * W;
+    for c0 in (0..full).step_by(W) {
+        let mut a0: [f32; W] = o0[c0..c0 + W].try_into().unwrap();
+        let mut a1: [f32; W] = o1[c0..c0 + W].try_into().unwrap();
+        for (j, (&x0, &x1)) in p0.iter().zip(p1).enumerate() {
+            let vr: &[f32; W] = v[j * d_v + c0..j * d_v + c0 + W].try_into().unwrap();
+            for c in 0..W {
+                a0[c] += x0 * vr[c];
+                a1[c] += x1 * vr[c];
+            }
+        }
+        o0[c0..c0 + W].copy_from_slice(&a0);
+        o1[c0..c0 + W].copy_from_slice(&a1);
+    }
+    for c in full..d_v {
+        let (mut a0, mut a1) = (o0[c], o1[c]);
+        for (j, (&x0, &x1)) in p0.iter().zip(p1).enumerate() {
+            a0 += x0 * v[j * d_v + c];
+            a1 += x1 * v[j * d_v + c];
+        }
+        o0[c] = a0;
+        o1[c] = a1;
     }
 }
 

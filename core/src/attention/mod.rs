@@ -215,6 +215,23 @@ impl<'a> AttnInput<'a> {
             }
         }
         let (n_q, n_k) = (self.n_q, self.n_k);
+        // Every size product used downstream must fit in usize (wasm32 included).
+        let fits = [
+            n_q.checked_mul(self.d),
+            n_k.checked_mul(self.d),
+            n_k.checked_mul(self.d_v),
+            n_q.checked_mul(self.d_v),
+            n_q.checked_mul(n_k),
+        ];
+        if fits.iter().any(|x| x.is_none()) {
+            return Err(AttnError::Invalid {
+                what: "shape",
+                msg: format!(
+                    "sizes overflow: n_q={n_q} n_k={n_k} d={} d_v={}",
+                    self.d, self.d_v
+                ),
+            });
+        }
         check_len("queries", self.q.len(), n_q * self.d)?;
         check_len("keys", self.k.len(), n_k * self.d)?;
         check_len("values", self.v.len(), n_k * self.d_v)?;
@@ -260,7 +277,11 @@ impl<'a> AttnInput<'a> {
             if ef.d_e == 0 {
                 return Err(AttnError::ZeroDim { what: "d_e" });
             }
-            check_len("edge features", ef.data.len(), n_q * n_k * ef.d_e)?;
+            let want = (n_q * n_k).checked_mul(ef.d_e).ok_or(AttnError::Invalid {
+                what: "edge features",
+                msg: "n_q · n_k · d_e overflows".into(),
+            })?;
+            check_len("edge features", ef.data.len(), want)?;
             check_finite("edge features", ef.data)?;
         }
         if let Some(p) = e.positions {

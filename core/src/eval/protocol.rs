@@ -122,6 +122,16 @@ pub fn temporal_split(ds: &Dataset, quantile: f64) -> Result<Split, EvalError> {
     })
 }
 
+/// Sets `mask[i] = v` for the listed items (out-of-range items are ignored; the
+/// model rejects them when observed).
+fn set_mask(mask: &mut [bool], items: &[u32], v: bool) {
+    for &i in items {
+        if let Some(m) = mask.get_mut(i as usize) {
+            *m = v;
+        }
+    }
+}
+
 /// Sorted distinct items per user of the training side.
 fn train_items(split: &Split) -> Vec<Vec<u32>> {
     let mut seen: Vec<Vec<u32>> = vec![Vec::new(); split.train.n_users()];
@@ -167,10 +177,10 @@ pub fn eval_static(split: &Split, model: &dyn OnlineRecommender, k: usize) -> Su
         rel.sort_unstable();
         rel.dedup();
         let s = seen.get(u).map_or(&[][..], |v| v.as_slice());
-        s.iter().for_each(|&i| mask[i as usize] = true);
+        set_mask(&mut mask, s, true);
         let now = last_ts.get(u).copied().unwrap_or(0);
         let ranked = model.recommend(u as u32, k, &mask, now);
-        s.iter().for_each(|&i| mask[i as usize] = false);
+        set_mask(&mut mask, s, false);
         acc.add(u as u32, &ranked, rel);
     }
     acc.summary()
@@ -206,9 +216,9 @@ pub fn replay(
             seen.resize(u + 1, Vec::new());
             events_so_far.resize(u + 1, 0);
         }
-        seen[u].iter().for_each(|&i| mask[i as usize] = true);
+        set_mask(&mut mask, &seen[u], true);
         let ranked = model.recommend(x.user, k, &mask, x.timestamp);
-        seen[u].iter().for_each(|&i| mask[i as usize] = false);
+        set_mask(&mut mask, &seen[u], false);
         let rel = [x.item];
         stream.add(x.user, &ranked, &rel);
         if cold.get(u).copied().unwrap_or(true) && events_so_far[u] >= warmup {
@@ -395,6 +405,17 @@ mod tests {
         // user 7 has 2 (none scored).
         assert_eq!(rep.cold_start.users, 1);
         assert_eq!(rep.cold_start.lists, 4);
+    }
+
+    #[test]
+    fn bad_items_are_errors_not_panics() {
+        let mut ds = sample();
+        ds.interactions.last_mut().unwrap().item = 99;
+        let split = temporal_split(&ds, 0.8).unwrap();
+        let mut pop = crate::recommend::popularity::Popularity::train(&split.train).unwrap();
+        assert!(replay(&split, &mut pop, 3, 2).is_err());
+        let split = static_split(&ds, 0.75, 1).unwrap();
+        let _ = eval_static(&split, &pop, 3);
     }
 
     #[test]

@@ -206,6 +206,7 @@ pub fn robust_weighted_mean(
     let mut cols: Vec<Vec<f32>> = Vec::new();
     let mut ws: Vec<f32> = Vec::new();
     let uniform = cfg.dp.is_some();
+    let mut accepted: Vec<(&AdapterUpdate, f32, Vec<f32>, f64)> = Vec::new();
     for u in updates {
         let decay = match check_update(cfg, current, u) {
             Ok(x) => x,
@@ -214,7 +215,7 @@ pub fn robust_weighted_mean(
                 continue;
             }
         };
-        let mut delta = dense_product(&u.a, &u.b, d, r, cfg.scale());
+        let delta = dense_product(&u.a, &u.b, d, r, cfg.scale());
         let norm = frobenius(&delta);
         if !norm.is_finite() {
             report.rejected.push((
@@ -223,8 +224,22 @@ pub fn robust_weighted_mean(
             ));
             continue;
         }
-        if norm > cfg.clip_norm as f64 {
-            let k = (cfg.clip_norm as f64 / norm) as f32;
+        accepted.push((u, decay, delta, norm));
+    }
+    // Clip bound: clip_norm, tightened to clip_median_factor × the round's
+    // median norm (only the fixed clip_norm under DP, whose noise scale needs it).
+    let mut clip = cfg.clip_norm as f64;
+    if !uniform && cfg.clip_median_factor > 0.0 && !accepted.is_empty() {
+        let mut norms: Vec<f64> = accepted.iter().map(|x| x.3).collect();
+        norms.sort_by(f64::total_cmp);
+        let median = norms[norms.len() / 2];
+        if median > 0.0 {
+            clip = clip.min(cfg.clip_median_factor as f64 * median);
+        }
+    }
+    for (u, decay, mut delta, norm) in accepted {
+        if norm > clip {
+            let k = (clip / norm) as f32;
             delta.iter_mut().for_each(|x| *x *= k);
             report.clipped += 1;
         }

@@ -9,7 +9,8 @@
 //!    **stale-version rule**: an update trained on global version v is accepted
 //!    at current version V only if `v ≤ V` and `V − v ≤ max_staleness`; its
 //!    weight is multiplied by `staleness_decay^(V − v)`.
-//! 2. **Norm clipping**: ΔW_u is scaled down to Frobenius norm ≤ `clip_norm`.
+//! 2. **Norm clipping**: ΔW_u is scaled down to Frobenius norm ≤
+//!    min(`clip_norm`, `clip_median_factor` × the round's median norm).
 //! 3. **Weights**: ω_u[i, j] = w_u · ρ_u[i, j] with w_u = min(n_u,
 //!    `max_sample_weight`) × staleness factor and ρ_u the separable Fisher
 //!    importance of entry (i, j) (row mass of F_B × column mass of F_A),
@@ -67,6 +68,9 @@ pub struct FederatedConfig {
     pub alpha: f32,
     /// Maximum Frobenius norm of one device's ΔW_u (larger ones are scaled down).
     pub clip_norm: f32,
+    /// Adaptive clipping: also clip to this multiple of the round's median
+    /// norm (0 = off; ignored under DP, which needs the fixed bound).
+    pub clip_median_factor: f32,
     /// Fraction of values dropped from each end per entry, in [0, 0.5).
     pub trim_fraction: f32,
     /// Updates more than this many versions behind are rejected.
@@ -99,7 +103,8 @@ impl Default for FederatedConfig {
             d: p.d,
             rank: p.rank,
             alpha: p.alpha,
-            clip_norm: 10.0,
+            clip_norm: 100.0,
+            clip_median_factor: 3.0,
             trim_fraction: 0.1,
             max_staleness: 4,
             staleness_decay: 0.5,
@@ -159,6 +164,9 @@ impl FederatedConfig {
             }
         };
         pos("clip_norm", self.clip_norm)?;
+        if !(self.clip_median_factor.is_finite() && self.clip_median_factor >= 0.0) {
+            return Err(bad("clip_median_factor", "must be finite and ≥ 0"));
+        }
         pos("max_sample_weight", self.max_sample_weight)?;
         pos("fisher_ratio_cap", self.fisher_ratio_cap)?;
         if !(0.0..0.5).contains(&self.trim_fraction) {

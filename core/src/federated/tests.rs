@@ -18,6 +18,7 @@ fn cfg(d: usize, r: usize) -> FederatedConfig {
         rank: r,
         alpha: 8.0,
         clip_norm: 1e6,
+        clip_median_factor: 0.0,
         trim_fraction: 0.0,
         ewc_lambda: 0.0,
         max_sample_weight: 1e9,
@@ -237,7 +238,8 @@ fn refactorization_error_matches_the_best_rank_r() {
 #[test]
 fn poisoned_clients_do_not_move_the_aggregate() {
     let mut c = cfg(16, 4);
-    c.clip_norm = 5.0;
+    c.clip_norm = 1e6;
+    c.clip_median_factor = 3.0;
     c.trim_fraction = 0.1;
     c.fisher_ratio_cap = 10.0;
     c.max_sample_weight = 100.0;
@@ -311,6 +313,7 @@ fn poisoned_clients_do_not_move_the_aggregate() {
     // Without the defences the same poison wrecks the mean (the test can fail).
     let mut naive = c.clone();
     naive.clip_norm = 1e30;
+    naive.clip_median_factor = 0.0;
     naive.trim_fraction = 0.0;
     naive.fisher_ratio_cap = 1e30;
     naive.max_sample_weight = 1e30;
@@ -630,4 +633,54 @@ fn federated_simulation_improves_ranking_for_new_users() {
         after > before + 0.1,
         "global did not help new users: {before} → {history:?}"
     );
+}
+
+#[test]
+fn adaptive_clipping_scales_outliers_to_a_multiple_of_the_median_norm() {
+    let mut c = cfg(10, 4);
+    c.clip_median_factor = 3.0;
+    let (d, r) = (c.d, c.rank);
+    let mut rng = Rng::new(12);
+    let mut ups: Vec<_> = (0..9)
+        .map(|i| {
+            update(
+                &c,
+                &format!("u{i}"),
+                randn(&mut rng, r * d, 0.3),
+                randn(&mut rng, d * r, 0.3),
+                vec![1.0; r * d],
+                vec![1.0; d * r],
+                5,
+            )
+        })
+        .collect();
+    let big_a = randn(&mut rng, r * d, 3.0);
+    let big_b = randn(&mut rng, d * r, 3.0);
+    ups.push(update(
+        &c,
+        "big",
+        big_a.clone(),
+        big_b.clone(),
+        vec![1.0; r * d],
+        vec![1.0; d * r],
+        5,
+    ));
+    let norm = |u: &AdapterUpdate| frobenius(&dense_product(&u.a, &u.b, d, r, c.scale()));
+    let mut norms: Vec<f64> = ups.iter().map(norm).collect();
+    norms.sort_by(f64::total_cmp);
+    let clip = 3.0 * norms[5];
+    let big_norm = norm(&ups[9]);
+    assert!(big_norm > clip);
+    let (mean, _, report) = robust_weighted_mean(&c, 0, &ups);
+    assert_eq!(report.clipped, 1);
+    // Reference: the outlier pre-scaled to norm `clip`, no adaptive clipping.
+    let mut manual = ups.clone();
+    manual[9].b = big_b.iter().map(|x| x * (clip / big_norm) as f32).collect();
+    let mut off = c.clone();
+    off.clip_median_factor = 0.0;
+    let (expect, _, rep2) = robust_weighted_mean(&off, 0, &manual);
+    assert_eq!(rep2.clipped, 0);
+    for (x, y) in mean.iter().zip(&expect) {
+        assert!((x - y).abs() < 1e-4 * (1.0 + y.abs()), "{x} vs {y}");
+    }
 }

@@ -101,8 +101,13 @@ impl Ease {
     }
 
     /// `B[i][j]`: how much having `i` raises the score of `j`.
+    /// 0 for out-of-range items.
     pub fn weight(&self, i: u32, j: u32) -> f32 {
-        self.b[i as usize * self.n_items + j as usize]
+        let (i, j) = (i as usize, j as usize);
+        if i >= self.n_items || j >= self.n_items {
+            return 0.0;
+        }
+        self.b[i * self.n_items + j]
     }
 }
 

@@ -105,6 +105,12 @@ impl History {
         };
         for x in &ds.interactions {
             h.check(x)?;
+            if x.user as usize >= ds.n_users() {
+                return Err(RecommendError::UserOutOfRange {
+                    user: x.user,
+                    n_users: ds.n_users(),
+                });
+            }
         }
         for x in &ds.interactions {
             h.push(x);
@@ -311,6 +317,12 @@ mod tests {
         assert!(matches!(
             h.check(&bad),
             Err(RecommendError::ItemOutOfRange { .. })
+        ));
+        let mut bad_user = ds.clone();
+        bad_user.interactions[0].user = 2;
+        assert!(matches!(
+            History::from_dataset(&bad_user),
+            Err(RecommendError::UserOutOfRange { user: 2, .. })
         ));
         h.push(&Interaction {
             user: 5,

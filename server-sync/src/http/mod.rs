@@ -5,6 +5,7 @@
 pub mod adapter;
 pub mod admin;
 pub mod health;
+pub mod router;
 pub mod sync;
 pub mod users;
 
@@ -35,6 +36,7 @@ pub struct AppState {
     pub auth: Arc<Auth>,
     pub metrics: Arc<Metrics>,
     pub adapters: Arc<adapter::AdapterService>,
+    pub router: Arc<router::RouterService>,
 }
 
 /// The whole API, with body-size limit and response metrics.
@@ -45,6 +47,7 @@ pub fn app(state: AppState, max_body_bytes: usize) -> Router {
         .merge(users::router())
         .merge(admin::router())
         .merge(adapter::router())
+        .merge(router::router())
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
@@ -72,6 +75,7 @@ pub enum ApiError {
     Unprocessable(String),
     Conflict(String),
     NotFound(&'static str),
+    Unavailable(&'static str),
     Internal(String),
 }
 
@@ -84,6 +88,7 @@ impl IntoResponse for ApiError {
             ApiError::Unprocessable(m) => (StatusCode::UNPROCESSABLE_ENTITY, m),
             ApiError::Conflict(m) => (StatusCode::CONFLICT, m),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, m.to_string()),
+            ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, m.to_string()),
             ApiError::Internal(cause) => {
                 tracing::error!(%cause, "internal error");
                 (

@@ -32,15 +32,17 @@ async fn upload(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let t0 = Instant::now();
-    let update = match content_type(&headers) {
+    let (update, raw) = match content_type(&headers) {
         "application/octet-stream" | "application/x-sona-update" | "" => {
-            AdapterUpdate::from_bytes(&body).map_err(|e| ApiError::BadRequest(e.to_string()))?
+            let u = AdapterUpdate::from_bytes(&body)
+                .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+            (u, Some(body.to_vec()))
         }
         _ => {
             let u: AdapterUpdate = decode(&headers, &body)?;
             u.validate()
                 .map_err(|e| ApiError::Unprocessable(e.to_string()))?;
-            u
+            (u, None)
         }
     };
     if !claims.may_access(&update.user_id) {
@@ -50,7 +52,7 @@ async fn upload(
         return Err(ApiError::Forbidden("the update belongs to another user"));
     }
     let user = update.user_id.clone();
-    let ack = s.sync.submit(&user, update).await?;
+    let ack = s.sync.submit(&user, update, raw).await?;
     s.metrics.upload_latency(t0.elapsed().as_secs_f64());
     Ok(reply(&headers, StatusCode::OK, &ack))
 }

@@ -20,6 +20,7 @@ pub fn test_config(store_url: String) -> ServeConfig {
         max_body_bytes: 64 * 1024,
         round_interval_secs: 0,
         round_max_users: 64,
+        router_model: None,
         dim: 16,
         rank: 4,
         alpha: 8.0,
@@ -269,6 +270,7 @@ async fn stale_updates_are_refused_with_409() {
             .submit(
                 &format!("p{i}"),
                 sona_core::personalize::AdapterUpdate::from_bytes(&u).unwrap(),
+                None,
             )
             .await
             .unwrap();
@@ -518,5 +520,90 @@ async fn adapter_service_learns_and_persists() {
     assert_eq!(st, StatusCode::OK);
     let r: adapter::AdaptReply = serde_json::from_slice(&out).unwrap();
     assert_eq!(r.embedding.len(), d);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn router_service_routes_selects_and_counts() {
+    let dir = std::env::temp_dir().join(unique_prefix("router"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut cfg = test_config(format!("sqlite://{}", dir.join("s.db").display()));
+    let plain = crate::server::build_state(&cfg).await.unwrap();
+    let app0 = app(plain.clone(), cfg.max_body_bytes);
+    let t0 = token(&plain, Role::User, "alice");
+    let js = Some("application/json");
+    let q = serde_json::to_vec(&serde_json::json!({"query": "something funny like the office"}))
+        .unwrap();
+    assert_eq!(
+        send(&app0, "POST", "/v1/router/route", Some(&t0), js, q.clone())
+            .await
+            .0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    plain.store.close().await;
+    // The router model shipped with the wasm package's tests.
+    cfg.router_model = Some(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../wasm/tests/fixtures/router.bin"),
+    );
+    let s = crate::server::build_state(&cfg).await.unwrap();
+    let app = app(s.clone(), cfg.max_body_bytes);
+    let t = token(&s, Role::User, "alice");
+    assert_eq!(
+        send(&app, "POST", "/v1/router/route", None, js, q.clone())
+            .await
+            .0,
+        StatusCode::UNAUTHORIZED
+    );
+    let (st, body) = send(&app, "POST", "/v1/router/route", Some(&t), js, q).await;
+    assert_eq!(st, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    let d: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let name = d["route"].as_str().unwrap().to_string();
+    assert!(
+        sona_core::router::Route::ALL
+            .iter()
+            .any(|r| r.name() == name),
+        "{name}"
+    );
+    // The same decision as the library gives.
+    let lib = s
+        .router
+        .router
+        .as_ref()
+        .unwrap()
+        .route_text("something funny like the office")
+        .unwrap();
+    assert_eq!(lib.route.name(), name);
+    let bad = serde_json::to_vec(&serde_json::json!({})).unwrap();
+    assert_eq!(
+        send(&app, "POST", "/v1/router/route", Some(&t), js, bad)
+            .await
+            .0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    let (st, body) = send(&app, "GET", "/v1/router/stats", Some(&t), None, vec![]).await;
+    assert_eq!(st, StatusCode::OK);
+    let stats: router::RoutingStats = serde_json::from_slice(&body).unwrap();
+    assert!(stats.model_loaded);
+    assert_eq!(stats.total, 1);
+    assert_eq!(stats.per_route[&name], 1);
+    let sel = serde_json::to_vec(
+        &serde_json::json!({"route": "vector_search", "complexity": 0.3, "budget": 1.0}),
+    )
+    .unwrap();
+    let (st, body) = send(&app, "POST", "/v1/router/select-model", Some(&t), js, sel).await;
+    assert_eq!(st, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    let choice: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let expect = sona_core::router::select_model("vector_search", 0.3, 1.0).unwrap();
+    assert_eq!(choice["model_id"], expect.model_id);
+    let sel =
+        serde_json::to_vec(&serde_json::json!({"route": "nope", "complexity": 0.3, "budget": 1.0}))
+            .unwrap();
+    assert_eq!(
+        send(&app, "POST", "/v1/router/select-model", Some(&t), js, sel)
+            .await
+            .0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    s.store.close().await;
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -49,12 +49,33 @@ pub async fn exercise(store: Arc<dyn Store>) {
         sorted[10..15].to_vec()
     );
 
+    // A round's pick: the latest update of each user, most recently active first.
+    let mut last_of: std::collections::HashMap<String, i64> = Default::default();
+    for (i, &seq) in seqs.iter().enumerate() {
+        let e = last_of.entry(format!("u{}", i % 7)).or_insert(seq);
+        *e = (*e).max(seq);
+    }
+    let mut expect: Vec<i64> = last_of.values().copied().collect();
+    expect.sort();
+    let (all, max) = store.latest_per_user(0, 100).await.unwrap();
+    assert_eq!(max, sorted[49]);
+    assert_eq!(all.iter().map(|u| u.seq).collect::<Vec<_>>(), expect);
+    let (three, _) = store.latest_per_user(0, 3).await.unwrap();
+    assert_eq!(
+        three.iter().map(|u| u.seq).collect::<Vec<_>>(),
+        expect[4..].to_vec()
+    );
+    assert_eq!(
+        store.latest_per_user(sorted[49], 3).await.unwrap(),
+        (vec![], sorted[49])
+    );
+
     // Globals: latest wins; versions must increase.
     assert_eq!(store.latest_global().await.unwrap(), None);
     let g1 = GlobalRecord {
         version: 1,
         state: vec![1; 10],
-        consumed_seq: sorted[49],
+        consumed_seq: sorted[9],
     };
     store.put_global(g1.clone()).await.unwrap();
     assert!(store.put_global(g1.clone()).await.is_err());
@@ -65,6 +86,10 @@ pub async fn exercise(store: Arc<dyn Store>) {
     };
     store.put_global(g2.clone()).await.unwrap();
     assert_eq!(store.latest_global().await.unwrap(), Some(g2));
+    // Publishing v2 pruned what v1 had consumed.
+    assert_eq!(store.count_after(0).await.unwrap(), 40);
+    assert!(!store.has_update(sorted[9]).await.unwrap());
+    assert!(store.has_update(sorted[10]).await.unwrap());
 
     // Adapters: upsert.
     assert_eq!(store.get_adapter("alice").await.unwrap(), None);
@@ -103,7 +128,7 @@ async fn sqlite_store_conforms_and_persists() {
         Err(StoreError::Closed)
     ));
     let again = open(&url, "", None).await.unwrap();
-    assert_eq!(again.count_after(0).await.unwrap(), 50);
+    assert_eq!(again.count_after(0).await.unwrap(), 40);
     assert_eq!(again.get_adapter("alice").await.unwrap(), Some(vec![4, 5]));
     again.close().await;
     let _ = std::fs::remove_dir_all(dir);

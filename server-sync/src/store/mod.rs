@@ -67,12 +67,22 @@ pub trait Store: Send + Sync + 'static {
         after: i64,
         limit: usize,
     ) -> BoxFuture<'_, StoreResult<Vec<StoredUpdate>>>;
+    /// For a round: the latest update of each user among seq in
+    /// (`after`, max], at most `max_users` users (the most recently active),
+    /// oldest first, and that max seq (`after` when there is none). Reads
+    /// only the chosen updates' bytes.
+    fn latest_per_user(
+        &self,
+        after: i64,
+        max_users: usize,
+    ) -> BoxFuture<'_, StoreResult<(Vec<StoredUpdate>, i64)>>;
     /// Number of updates with seq > `after`.
     fn count_after(&self, after: i64) -> BoxFuture<'_, StoreResult<i64>>;
     /// Is update `seq` stored? (durability checks)
     fn has_update(&self, seq: i64) -> BoxFuture<'_, StoreResult<bool>>;
     fn latest_global(&self) -> BoxFuture<'_, StoreResult<Option<GlobalRecord>>>;
-    /// Publish a new global version (must be newer than the latest).
+    /// Publish a new global version (must be newer than the latest). Updates
+    /// consumed by the previous version (seq ≤ its `consumed_seq`) are pruned.
     fn put_global(&self, rec: GlobalRecord) -> BoxFuture<'_, StoreResult<()>>;
     fn get_adapter(&self, user_id: &str) -> BoxFuture<'_, StoreResult<Option<Vec<u8>>>>;
     fn put_adapter(&self, user_id: &str, bytes: Vec<u8>) -> BoxFuture<'_, StoreResult<()>>;

@@ -159,6 +159,13 @@ async fn writer_loop(mut c: Client, t: Tables, mut rx: mpsc::UnboundedReceiver<C
                             ));
                             continue;
                         }
+                        let previous: Option<i64> = tx
+                            .query_opt(&format!("SELECT consumed_seq FROM {} ORDER BY version DESC LIMIT 1", t.globals), &[])
+                            .await?
+                            .map(|r| r.get(0));
+                        if let Some(p) = previous {
+                            tx.execute(&format!("DELETE FROM {} WHERE seq <= $1", t.updates), &[&p]).await?;
+                        }
                         tx.execute(
                             &format!("INSERT INTO {} (version, state, consumed_seq) VALUES ($1, $2, $3)", t.globals),
                             &[&(g.version as i64), &g.state, &g.consumed_seq],
@@ -276,6 +283,48 @@ impl Store for PgStore {
                     bytes: r.get(2),
                 })
                 .collect())
+        })
+    }
+
+    fn latest_per_user(
+        &self,
+        after: i64,
+        max_users: usize,
+    ) -> BoxFuture<'_, StoreResult<(Vec<StoredUpdate>, i64)>> {
+        Box::pin(async move {
+            let u = &self.t.updates;
+            let max: Option<i64> = self
+                .reader
+                .query_one(
+                    &format!("SELECT MAX(seq) FROM {u} WHERE seq > $1"),
+                    &[&after],
+                )
+                .await?
+                .get(0);
+            let Some(max) = max else {
+                return Ok((Vec::new(), after));
+            };
+            let rows = self
+                .reader
+                .query(
+                    &format!(
+                        "SELECT u.seq, u.user_id, u.bytes FROM {u} u JOIN
+                           (SELECT MAX(seq) AS s FROM {u} WHERE seq > $1 AND seq <= $2
+                            GROUP BY user_id ORDER BY s DESC LIMIT $3) m ON u.seq = m.s
+                         ORDER BY u.seq"
+                    ),
+                    &[&after, &max, &(max_users as i64)],
+                )
+                .await?;
+            let ups = rows
+                .into_iter()
+                .map(|r| StoredUpdate {
+                    seq: r.get(0),
+                    user_id: r.get(1),
+                    bytes: r.get(2),
+                })
+                .collect();
+            Ok((ups, max))
         })
     }
 

@@ -74,6 +74,13 @@ impl Store for RedisCache {
     ) -> BoxFuture<'_, StoreResult<Vec<StoredUpdate>>> {
         self.inner.updates_after(after, limit)
     }
+    fn latest_per_user(
+        &self,
+        after: i64,
+        max_users: usize,
+    ) -> BoxFuture<'_, StoreResult<(Vec<StoredUpdate>, i64)>> {
+        self.inner.latest_per_user(after, max_users)
+    }
     fn count_after(&self, after: i64) -> BoxFuture<'_, StoreResult<i64>> {
         self.inner.count_after(after)
     }

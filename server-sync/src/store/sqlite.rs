@@ -55,7 +55,11 @@ impl Tables {
 fn connect(path: &str) -> rusqlite::Result<Connection> {
     let c = Connection::open(path)?;
     c.pragma_update(None, "journal_mode", "WAL")?;
-    c.pragma_update(None, "synchronous", "FULL")?;
+    c.pragma_update(
+        None,
+        "synchronous",
+        std::env::var("SONA_SQLITE_SYNCHRONOUS").unwrap_or_else(|_| "FULL".into()),
+    )?;
     c.busy_timeout(std::time::Duration::from_secs(10))?;
     Ok(c)
 }
@@ -229,6 +233,19 @@ fn put_global(tx: &rusqlite::Transaction, t: &Tables, g: &GlobalRecord) -> Store
             )));
         }
     }
+    let previous: Option<i64> = tx
+        .query_row(
+            &format!(
+                "SELECT consumed_seq FROM {} ORDER BY version DESC LIMIT 1",
+                t.globals
+            ),
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if let Some(p) = previous {
+        tx.execute(&format!("DELETE FROM {} WHERE seq <= ?1", t.updates), [p])?;
+    }
     tx.execute(
         &format!(
             "INSERT INTO {} (version, state, consumed_seq) VALUES (?1, ?2, ?3)",
@@ -276,6 +293,38 @@ impl Store for SqliteStore {
                 })
             })?;
             rows.collect()
+        })
+    }
+
+    fn latest_per_user(
+        &self,
+        after: i64,
+        max_users: usize,
+    ) -> BoxFuture<'_, StoreResult<(Vec<StoredUpdate>, i64)>> {
+        self.read(move |c, t| {
+            let max: Option<i64> = c.query_row(
+                &format!("SELECT MAX(seq) FROM {} WHERE seq > ?1", t.updates),
+                [after],
+                |r| r.get(0),
+            )?;
+            let Some(max) = max else {
+                return Ok((Vec::new(), after));
+            };
+            let mut st = c.prepare_cached(&format!(
+                "SELECT u.seq, u.user_id, u.bytes FROM {u} u JOIN
+                   (SELECT MAX(seq) AS s FROM {u} WHERE seq > ?1 AND seq <= ?2
+                    GROUP BY user_id ORDER BY s DESC LIMIT ?3) m ON u.seq = m.s
+                 ORDER BY u.seq",
+                u = t.updates
+            ))?;
+            let rows = st.query_map(params![after, max, max_users as i64], |r| {
+                Ok(StoredUpdate {
+                    seq: r.get(0)?,
+                    user_id: r.get(1)?,
+                    bytes: r.get(2)?,
+                })
+            })?;
+            Ok((rows.collect::<rusqlite::Result<Vec<_>>>()?, max))
         })
     }
 
