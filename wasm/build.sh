@@ -48,5 +48,5 @@ MAX=$(( GZ > GZP ? GZ : GZP ))
 echo "engine wasm gzipped (largest variant, models excluded): $MAX bytes ($(( (MAX + 1023) / 1024 )) KB); limit 204800"
 if [ "$MAX" -gt 204800 ]; then
   echo "OVER BUDGET: engine wasm is over 200 KB gzipped (SONA_WASM_ENFORCE_SIZE=1 makes this fatal)" >&2
-  [ "${SONA_WASM_ENFORCE_SIZE:-0}" = 1 ] && exit 1
+  if [ "${SONA_WASM_ENFORCE_SIZE:-0}" = 1 ]; then exit 1; fi
 fi

@@ -198,7 +198,8 @@ export interface UpdateSummary {
 
 /** Every method throws an `Error` with a clear message on bad input; nothing changes then. */
 export declare class Engine {
-  private constructor();
+  /** Same as `Engine.load({ router })`. */
+  constructor(router: Uint8Array);
   static load(options: LoadOptions): Engine;
   /** Summary of an `exportUpdate()` payload. */
   static decodeUpdate(bytes: Uint8Array): UpdateSummary;

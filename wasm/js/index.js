@@ -32,14 +32,18 @@ function loaded() {
   return mod;
 }
 
-/** The engine class (see index.d.ts). Static helpers check that init() ran. */
-export const Engine = {
-  load(options) {
+/** The engine class (see index.d.ts); usable once init() has resolved. `new Engine(bytes)` and
+ * `Engine.load(options)` return instances of the wasm-bindgen class. */
+export class Engine {
+  constructor(router) {
+    return new (loaded().Engine)(router);
+  }
+  static load(options) {
     return loaded().Engine.load(options);
-  },
-  decodeUpdate(bytes) {
+  }
+  static decodeUpdate(bytes) {
     return loaded().Engine.decodeUpdate(bytes);
-  },
-};
+  }
+}
 
 export { simdSupported };

@@ -139,6 +139,15 @@ impl Engine {
         Ok(Engine { core })
     }
 
+    /// `new Engine(routerBytes)`: `Engine.load({router})` with every default.
+    #[wasm_bindgen(constructor)]
+    pub fn new(router: JsValue) -> Result<Engine, JsError> {
+        let o = Object::new();
+        Reflect::set(&o, &JsValue::from_str("router"), &router)
+            .map_err(|_| JsError::new("new Engine: could not build options"))?;
+        Engine::load(o.into())
+    }
+
     /// Embedding dimension the adapter and catalog use.
     #[wasm_bindgen(getter)]
     pub fn dim(&self) -> usize {

@@ -46,6 +46,9 @@ test('package entry (ESM) picks a backend and works', async () => {
   const e = m.Engine.load({ router: models.shippedRouter });
   assert.equal(e.route('where can i watch fargo').route, 'availability_check');
   assert.equal(e.route('movies like heat').route, 'gnn_similarity');
+  const viaNew = new m.Engine(models.shippedRouter);
+  assert.deepEqual(viaNew.route('movies like heat'), e.route('movies like heat'));
+  viaNew.free();
   e.free();
 });
 

@@ -5,6 +5,8 @@
 export const ERROR_CASES = [
   ['load without options', (c) => c.Engine.load(), /options object/],
   ['load with a string', (c) => c.Engine.load('router.bin'), /options object/],
+  ['constructor with garbage', (c) => new c.Engine(new Uint8Array(8)), /router/],
+  ['constructor without bytes', (c) => new c.Engine(), /router/],
   ['load without router', (c) => c.Engine.load({}), /router .*required/],
   ['load router not bytes', (c) => c.Engine.load({ router: [1, 2, 3] }), /Uint8Array/],
   ['load corrupt router', (c) => c.Engine.load({ router: new Uint8Array([1, 2, 3, 4]) }), /router/],

@@ -75,6 +75,16 @@ export function replay(Engine, goldens, routerBytes, models) {
         const bytes = engine.exportUpdate();
         diff(bytes.length, s.length, `${at} length`, failures);
         diff(Engine.decodeUpdate(bytes), s.decoded, `${at} decoded`, failures);
+      } else if (s.op === 'applyGlobal') {
+        diff(engine.applyGlobal(new Uint8Array(s.bytes)), s.version, at, failures);
+        // Applying the same version again is stale and must be rejected.
+        let stale = null;
+        try {
+          engine.applyGlobal(new Uint8Array(s.bytes));
+        } catch (e) {
+          stale = e;
+        }
+        if (!(stale instanceof Error) || !/not newer/.test(stale.message)) failures.push(`${at}: re-applying the same version was not rejected`);
       } else failures.push(`${at}: unknown op`);
       checked++;
     });

@@ -4,6 +4,8 @@ import { Engine, init, backend, type RecommendResult, type Route, type UpdateOut
 export async function demo(router: Uint8Array, items: { id: string; title: string }[], emb: Float32Array): Promise<string> {
   const b = await init();
   const which: 'simd128' | 'scalar' | null = backend();
+  const plain: Engine = new Engine(router);
+  plain.free();
   const engine: Engine = Engine.load({ router, userId: 'ts', personalize: { d: 32, rank: 4, minIntervalSecs: 0 } });
   engine.loadCatalog({ items, embeddings: emb });
   const r = engine.route('movies like heat');
