@@ -76,7 +76,9 @@ pub async fn build_state(cfg: &ServeConfig) -> Result<AppState, StartError> {
         }
         None => None,
     };
+    let bank = Arc::new(crate::http::bank::BankService::open(store.as_ref(), cfg.dim).await?);
     Ok(AppState {
+        bank,
         router: Arc::new(crate::http::router::RouterService::new(router)),
         store,
         sync,
