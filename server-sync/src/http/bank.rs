@@ -31,7 +31,7 @@ pub const BANK_KEY: &str = "__sona__reasoning_bank";
 pub const RESERVED_PREFIX: &str = "__sona__";
 
 pub struct BankService {
-    bank: Mutex<ReasoningBank>,
+    pub(crate) bank: Mutex<ReasoningBank>,
 }
 
 /// A user id as the bank's numeric owner (FNV-1a 64).
@@ -65,7 +65,7 @@ pub fn router() -> Router<AppState> {
         .route("/v1/admin/bank/maintenance", post(maintenance))
 }
 
-fn scope(c: &Claims) -> Scope {
+pub(crate) fn scope(c: &Claims) -> Scope {
     match c.role {
         Role::Admin => Scope::All,
         Role::User => Scope::User {
@@ -79,7 +79,7 @@ fn bad(e: impl std::fmt::Display) -> ApiError {
     ApiError::Unprocessable(e.to_string())
 }
 
-async fn save(s: &AppState, bank: &ReasoningBank) -> Result<(), ApiError> {
+pub(crate) async fn save(s: &AppState, bank: &ReasoningBank) -> Result<(), ApiError> {
     s.store.put_adapter(BANK_KEY, bank.to_bytes()).await?;
     Ok(())
 }
