@@ -26,7 +26,7 @@ redis_up || { echo "Redis is not reachable on 127.0.0.1:6379" >&2; exit 1; }
 psql -h 127.0.0.1 -U postgres -d test -qtAc 'select 1' >/dev/null
 
 [ "${1:-}" = test ] || exit 0
-echo "==> cargo test -p sona-sync (SQLite, PostgreSQL, Redis, SIGKILL durability, end to end)"
+echo "==> cargo test -p sona-sync (SQLite, PostgreSQL, Redis, SIGKILL durability, end to end, gRPC)"
 cargo test -p sona-sync --locked
 echo "==> cargo test -p sona-core federated"
 cargo test -p sona-core --locked --lib federated

@@ -56,6 +56,9 @@ pub struct ServeConfig {
         default_value = "127.0.0.1:8787"
     )]
     pub listen: SocketAddr,
+    /// Also serve the gRPC services on this address (e.g. 127.0.0.1:8788).
+    #[arg(long, global = true, env = "SONA_GRPC_LISTEN")]
+    pub grpc_listen: Option<SocketAddr>,
     /// `sqlite://PATH` (embedded, default) or `postgres://user@host/db`.
     #[arg(
         long,

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod bench;
 pub mod client;
 pub mod config;
+pub mod grpc;
 pub mod http;
 pub mod metrics;
 pub mod server;

@@ -31,6 +31,10 @@ async fn main() -> anyhow::Result<()> {
             admin,
             ttl_secs,
         }) => {
+            anyhow::ensure!(
+                !user.starts_with(sona_sync::http::bank::RESERVED_PREFIX),
+                "user ids starting with __sona__ are reserved"
+            );
             let store =
                 sona_sync::store::open(&cli.serve.store_url, &cli.serve.table_prefix, None).await?;
             let secret = server::token_secret(&cli.serve, store.as_ref()).await?;

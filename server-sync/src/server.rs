@@ -76,7 +76,9 @@ pub async fn build_state(cfg: &ServeConfig) -> Result<AppState, StartError> {
         }
         None => None,
     };
+    let bank = Arc::new(crate::http::bank::BankService::open(store.as_ref(), cfg.dim).await?);
     Ok(AppState {
+        bank,
         router: Arc::new(crate::http::router::RouterService::new(router)),
         store,
         sync,
@@ -108,15 +110,61 @@ pub async fn serve(
             }
         })
     });
+    // One shutdown signal for both servers.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|v| *v).await;
+    };
+    let grpc = match cfg.grpc_listen {
+        Some(addr) => {
+            let l = TcpListener::bind(addr).await?;
+            tracing::info!(addr = %l.local_addr()?, "gRPC listening");
+            Some(tokio::spawn(serve_grpc(
+                l,
+                state.clone(),
+                stopped(stop_rx.clone()),
+            )))
+        }
+        None => None,
+    };
     axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(stopped(stop_rx))
         .await?;
+    if let Some(g) = grpc {
+        match g.await {
+            Ok(Err(e)) => tracing::error!(error = %e, "gRPC server failed"),
+            Err(e) => tracing::error!(error = %e, "gRPC task failed"),
+            Ok(Ok(())) => {}
+        }
+    }
     if let Some(t) = ticker {
         t.abort();
     }
     state.store.close().await;
     tracing::info!("store flushed; bye");
     Ok(())
+}
+
+/// Serve the three gRPC services on `listener` until `shutdown` resolves.
+pub async fn serve_grpc(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error> {
+    let g = crate::grpc::Grpc { state };
+    tonic::transport::Server::builder()
+        .add_service(g.adapter_server())
+        .add_service(g.router_server())
+        .add_service(g.bank_server())
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(listener),
+            shutdown,
+        )
+        .await
 }
 
 /// SIGINT or SIGTERM.

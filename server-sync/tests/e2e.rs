@@ -24,6 +24,7 @@ fn cfg(store_url: String) -> ServeConfig {
         round_interval_secs: 0,
         round_max_users: 64,
         router_model: None,
+        grpc_listen: None,
         dim: 16,
         rank: 4,
         alpha: 8.0,

@@ -42,14 +42,14 @@ impl AdapterService {
         }
     }
 
-    fn stripe(&self, user: &str) -> &tokio::sync::Mutex<()> {
+    pub(crate) fn stripe(&self, user: &str) -> &tokio::sync::Mutex<()> {
         let h = user.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
             (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
         });
         &self.stripes[(h % STRIPES as u64) as usize]
     }
 
-    async fn load(
+    pub(crate) async fn load(
         &self,
         store: &dyn Store,
         sync: &SyncService,

@@ -43,6 +43,11 @@ async fn issue(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let req: TokenRequest = decode(&headers, &body)?;
+    if req.user_id.starts_with(super::bank::RESERVED_PREFIX) {
+        return Err(ApiError::Unprocessable(
+            "user ids starting with __sona__ are reserved".into(),
+        ));
+    }
     if req.user_id.is_empty()
         || req.user_id.len() > 256
         || !(1..=366 * 24 * 3600).contains(&req.ttl_secs)

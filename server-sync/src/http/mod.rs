@@ -4,6 +4,7 @@
 
 pub mod adapter;
 pub mod admin;
+pub mod bank;
 pub mod health;
 pub mod router;
 pub mod sync;
@@ -37,6 +38,7 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub adapters: Arc<adapter::AdapterService>,
     pub router: Arc<router::RouterService>,
+    pub bank: bank::SharedBank,
 }
 
 /// The whole API, with body-size limit and response metrics.
@@ -48,6 +50,7 @@ pub fn app(state: AppState, max_body_bytes: usize) -> Router {
         .merge(admin::router())
         .merge(adapter::router())
         .merge(router::router())
+        .merge(bank::router())
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)

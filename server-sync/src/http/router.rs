@@ -31,6 +31,32 @@ impl RouterService {
             ..Default::default()
         }
     }
+
+    /// Count one decision.
+    pub fn record(&self, d: &sona_core::router::RouteDecision) {
+        self.total.fetch_add(1, Relaxed);
+        if d.fell_back {
+            self.fell_back.fetch_add(1, Relaxed);
+        }
+        self.per_route[d.route.index()].fetch_add(1, Relaxed);
+    }
+
+    pub fn stats(&self) -> RoutingStats {
+        RoutingStats {
+            model_loaded: self.router.is_some(),
+            total: self.total.load(Relaxed),
+            fell_back: self.fell_back.load(Relaxed),
+            per_route: Route::ALL
+                .iter()
+                .map(|rt| {
+                    (
+                        rt.name().to_string(),
+                        self.per_route[rt.index()].load(Relaxed),
+                    )
+                })
+                .collect(),
+        }
+    }
 }
 
 pub fn router() -> Routes<AppState> {
@@ -72,11 +98,7 @@ async fn route(
         }
     }
     .map_err(|e| ApiError::Unprocessable(e.to_string()))?;
-    s.router.total.fetch_add(1, Relaxed);
-    if decision.fell_back {
-        s.router.fell_back.fetch_add(1, Relaxed);
-    }
-    s.router.per_route[decision.route.index()].fetch_add(1, Relaxed);
+    s.router.record(&decision);
     Ok(reply(&headers, StatusCode::OK, &decision))
 }
 
@@ -103,15 +125,5 @@ pub struct RoutingStats {
 }
 
 async fn stats(State(s): State<AppState>, Authed(_): Authed, headers: HeaderMap) -> Response {
-    let r = &s.router;
-    let out = RoutingStats {
-        model_loaded: r.router.is_some(),
-        total: r.total.load(Relaxed),
-        fell_back: r.fell_back.load(Relaxed),
-        per_route: Route::ALL
-            .iter()
-            .map(|rt| (rt.name().to_string(), r.per_route[rt.index()].load(Relaxed)))
-            .collect(),
-    };
-    reply(&headers, StatusCode::OK, &out)
+    reply(&headers, StatusCode::OK, &s.router.stats())
 }

@@ -21,6 +21,7 @@ pub fn test_config(store_url: String) -> ServeConfig {
         round_interval_secs: 0,
         round_max_users: 64,
         router_model: None,
+        grpc_listen: None,
         dim: 16,
         rank: 4,
         alpha: 8.0,
@@ -420,6 +421,27 @@ async fn admin_endpoints_need_an_admin_token() {
         s.auth.verify(&tok.token, now_secs()).unwrap().user_id,
         "dave"
     );
+    let reserved =
+        serde_json::to_vec(&serde_json::json!({"user_id": "__sona__reasoning_bank"})).unwrap();
+    assert_eq!(
+        send(&app, "POST", "/v1/admin/tokens", Some(&admin), js, reserved)
+            .await
+            .0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    assert_eq!(
+        send(
+            &app,
+            "GET",
+            "/v1/users/__sona__reasoning_bank/adapter",
+            Some(&admin),
+            None,
+            vec![]
+        )
+        .await
+        .0,
+        StatusCode::FORBIDDEN
+    );
     // Round with nothing pending publishes nothing.
     let (st, body) = send(&app, "POST", "/v1/admin/round", Some(&admin), None, vec![]).await;
     assert_eq!(st, StatusCode::OK);
@@ -605,5 +627,136 @@ async fn router_service_routes_selects_and_counts() {
         StatusCode::UNPROCESSABLE_ENTITY
     );
     s.store.close().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn bank_service_is_scoped_per_user_and_persists() {
+    let (s, app, dir) = setup().await;
+    let alice = token(&s, Role::User, "alice");
+    let bob = token(&s, Role::User, "bob");
+    let admin = token(&s, Role::Admin, "ops");
+    let js = Some("application/json");
+    let e: Vec<f32> = (0..16).map(|i| if i == 0 { 1.0 } else { 0.0 }).collect();
+    let store = |results: Vec<u64>| {
+        serde_json::to_vec(&serde_json::json!({"query_embedding": e, "successful_results": results, "confidence": 0.9})).unwrap()
+    };
+    assert_eq!(
+        send(&app, "POST", "/v1/bank/patterns", None, js, store(vec![1]))
+            .await
+            .0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        send(
+            &app,
+            "POST",
+            "/v1/bank/patterns",
+            Some(&alice),
+            js,
+            store(vec![1, 2])
+        )
+        .await
+        .0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        send(
+            &app,
+            "POST",
+            "/v1/bank/patterns",
+            Some(&bob),
+            js,
+            store(vec![3])
+        )
+        .await
+        .0,
+        StatusCode::OK
+    );
+    let bad = serde_json::to_vec(&serde_json::json!({"query_embedding": [1.0], "successful_results": [1], "confidence": 0.9})).unwrap();
+    assert_eq!(
+        send(&app, "POST", "/v1/bank/patterns", Some(&alice), js, bad)
+            .await
+            .0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    let q = serde_json::to_vec(&serde_json::json!({"query_embedding": e, "limit": 5})).unwrap();
+    let (st, body) = send(
+        &app,
+        "POST",
+        "/v1/bank/similar",
+        Some(&alice),
+        js,
+        q.clone(),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+    let r: bank::SimilarReply = serde_json::from_slice(&body).unwrap();
+    assert_eq!(r.matches.len(), 1, "alice sees only her own pattern");
+    assert_eq!(r.matches[0].successful_results, vec![1, 2]);
+    let (_, body) = send(&app, "POST", "/v1/bank/similar", Some(&admin), js, q).await;
+    assert_eq!(
+        serde_json::from_slice::<bank::SimilarReply>(&body)
+            .unwrap()
+            .matches
+            .len(),
+        2
+    );
+    // Apply: alice's pattern lifts item 1 above the higher-scored item 9; bob's does not.
+    let apply = serde_json::to_vec(&serde_json::json!({"query_embedding": e, "candidates": [{"id": 9, "score": 0.6}, {"id": 1, "score": 0.5}]})).unwrap();
+    let (st, body) = send(
+        &app,
+        "POST",
+        "/v1/bank/apply",
+        Some(&alice),
+        js,
+        apply.clone(),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    let ranked: Vec<bank::BoostedOut> = serde_json::from_slice(&body).unwrap();
+    assert_eq!(ranked[0].id, 1);
+    assert!(ranked[0].boost > 0.0);
+    let (_, body) = send(&app, "POST", "/v1/bank/apply", Some(&bob), js, apply).await;
+    let ranked: Vec<bank::BoostedOut> = serde_json::from_slice(&body).unwrap();
+    assert_eq!((ranked[0].id, ranked[0].boost), (9, 0.0));
+    assert_eq!(
+        send(
+            &app,
+            "POST",
+            "/v1/admin/bank/maintenance",
+            Some(&alice),
+            None,
+            vec![]
+        )
+        .await
+        .0,
+        StatusCode::FORBIDDEN
+    );
+    let (st, body) = send(
+        &app,
+        "POST",
+        "/v1/admin/bank/maintenance",
+        Some(&admin),
+        None,
+        vec![],
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    // The bank survives a restart.
+    s.store.close().await;
+    let cfg = test_config(format!("sqlite://{}", dir.join("s.db").display()));
+    let s2 = crate::server::build_state(&cfg).await.unwrap();
+    let app2 = super::app(s2.clone(), cfg.max_body_bytes);
+    let q = serde_json::to_vec(&serde_json::json!({"query_embedding": e})).unwrap();
+    let (_, body) = send(&app2, "POST", "/v1/bank/similar", Some(&alice), js, q).await;
+    assert_eq!(
+        serde_json::from_slice::<bank::SimilarReply>(&body)
+            .unwrap()
+            .matches
+            .len(),
+        1
+    );
+    s2.store.close().await;
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -27,7 +27,7 @@ async fn get_adapter(
     Authed(c): Authed,
     Path(user): Path<String>,
 ) -> Result<Response, ApiError> {
-    if !c.may_access(&user) {
+    if !c.may_access(&user) || user.starts_with(super::bank::RESERVED_PREFIX) {
         return Err(ApiError::Forbidden(
             "a token may read only its own user's adapter",
         ));
@@ -45,7 +45,7 @@ async fn put_adapter(
     Path(user): Path<String>,
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
-    if !c.may_access(&user) {
+    if !c.may_access(&user) || user.starts_with(super::bank::RESERVED_PREFIX) {
         return Err(ApiError::Forbidden(
             "a token may write only its own user's adapter",
         ));
