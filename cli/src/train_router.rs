@@ -34,7 +34,7 @@ pub struct TrainArgs {
     #[arg(long)]
     f32_out: Option<PathBuf>,
     /// Generated queries per route (80% train, 10% val, 10% test).
-    #[arg(long, default_value_t = 3000)]
+    #[arg(long, default_value_t = 8000)]
     per_route: usize,
     /// Hand-written evaluation files (`query<TAB>route`), never trained on. The first is
     /// reported as `handwritten`, the next ones as `handwritten_b`, `handwritten_c`, …
@@ -49,9 +49,9 @@ pub struct TrainArgs {
     /// all-MiniLM-L6-v2 model directory (for --input embedding).
     #[arg(long)]
     minilm: Option<PathBuf>,
-    #[arg(long, default_value_t = 12)]
+    #[arg(long, default_value_t = 15)]
     epochs: usize,
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 48)]
     hidden: usize,
     #[arg(long, default_value_t = 16)]
     emb_dim: usize,
