@@ -34,19 +34,24 @@ pub struct TrainArgs {
     #[arg(long)]
     f32_out: Option<PathBuf>,
     /// Generated queries per route (80% train, 10% val, 10% test).
-    #[arg(long, default_value_t = 3000)]
+    #[arg(long, default_value_t = 8000)]
     per_route: usize,
-    /// Hand-written evaluation file (`query<TAB>route`).
-    #[arg(long, default_value = "tests/data/router_handwritten.tsv")]
-    handwritten: PathBuf,
+    /// Hand-written evaluation files (`query<TAB>route`), never trained on. The first is
+    /// reported as `handwritten`, the next ones as `handwritten_b`, `handwritten_c`, …
+    #[arg(
+        long,
+        num_args = 1..,
+        default_values = ["tests/data/router_handwritten.tsv", "tests/data/router_handwritten_b.tsv"]
+    )]
+    handwritten: Vec<PathBuf>,
     #[arg(long, value_enum, default_value_t = InputChoice::Text)]
     input: InputChoice,
     /// all-MiniLM-L6-v2 model directory (for --input embedding).
     #[arg(long)]
     minilm: Option<PathBuf>,
-    #[arg(long, default_value_t = 12)]
+    #[arg(long, default_value_t = 15)]
     epochs: usize,
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 48)]
     hidden: usize,
     #[arg(long, default_value_t = 16)]
     emb_dim: usize,
@@ -88,6 +93,31 @@ pub struct TrainArgs {
     /// Embedding input: number of steps the 384-d vector is split into.
     #[arg(long, default_value_t = 8)]
     steps: usize,
+}
+
+/// Report name of the `i`-th hand-written file: `handwritten`, `handwritten_b`, ….
+fn hand_name(i: usize) -> String {
+    if i == 0 {
+        "handwritten".to_string()
+    } else {
+        format!("handwritten_{}", char::from(b'a' + (i % 26) as u8))
+    }
+}
+
+/// Named evaluation sets: the generated splits, then the hand-written files.
+fn eval_sets<'a>(
+    splits: &'a sona_core::router::querygen::QuerySplits,
+    handwritten: &'a [(String, Vec<LabeledQuery>)],
+) -> Vec<(String, &'a [LabeledQuery])> {
+    let mut sets: Vec<(String, &[LabeledQuery])> = vec![
+        ("train".to_string(), &splits.train),
+        ("val".to_string(), &splits.val),
+        ("test".to_string(), &splits.test),
+    ];
+    for (n, q) in handwritten {
+        sets.push((n.clone(), q));
+    }
+    sets
 }
 
 fn label_of(r: Route) -> usize {
@@ -143,25 +173,30 @@ pub fn run(a: TrainArgs) -> Result<()> {
     let items = crate::dataset::load_dir(&a.data)?.items;
     let facts = CatalogFacts::from_items(&items);
     let splits = generate_splits(&facts, a.per_route, a.seed);
-    let handwritten = match std::fs::read_to_string(&a.handwritten) {
-        Ok(t) => {
-            parse_labeled_tsv(&t).with_context(|| format!("parsing {}", a.handwritten.display()))?
-        }
-        Err(e) => {
-            eprintln!(
+    let mut handwritten = Vec::new();
+    for (i, path) in a.handwritten.iter().enumerate() {
+        let name = hand_name(i);
+        match std::fs::read_to_string(path) {
+            Ok(t) => handwritten.push((
+                name,
+                parse_labeled_tsv(&t).with_context(|| format!("parsing {}", path.display()))?,
+            )),
+            Err(e) => eprintln!(
                 "note: no hand-written file at {} ({e}); skipping that evaluation",
-                a.handwritten.display()
-            );
-            Vec::new()
+                path.display()
+            ),
         }
-    };
+    }
     eprintln!(
-        "data: {} items; queries train {} / val {} / test {}; hand-written {}",
+        "data: {} items; queries train {} / val {} / test {}; hand-written {:?}",
         items.len(),
         splits.train.len(),
         splits.val.len(),
         splits.test.len(),
-        handwritten.len()
+        handwritten
+            .iter()
+            .map(|(n, q)| format!("{n} {}", q.len()))
+            .collect::<Vec<_>>()
     );
     if splits.train.is_empty() {
         bail!(
@@ -214,7 +249,7 @@ fn embed_all(emb: &sona_embed::Embedder, qs: &[LabeledQuery], name: &str) -> Res
 fn train_embedding_router(
     a: &TrainArgs,
     splits: &sona_core::router::querygen::QuerySplits,
-    handwritten: &[LabeledQuery],
+    handwritten: &[(String, Vec<LabeledQuery>)],
     tcfg: TrainConfig,
 ) -> Result<()> {
     let dir = a
@@ -229,14 +264,9 @@ fn train_embedding_router(
         bail!("--steps {} must divide the embedding size {dim}", a.steps);
     }
     let t0 = std::time::Instant::now();
-    let sets: [(&str, &[LabeledQuery]); 4] = [
-        ("train", &splits.train),
-        ("val", &splits.val),
-        ("test", &splits.test),
-        ("handwritten", handwritten),
-    ];
+    let sets = eval_sets(splits, handwritten);
     let mut feats = Vec::new();
-    for (name, set) in sets {
+    for (name, set) in &sets {
         feats.push(embed_all(&emb, set, name)?);
         eprintln!(
             "embedded {name} ({} queries, {:.0} s so far)",
@@ -286,7 +316,7 @@ fn train_embedding_router(
         let f = &feats[k];
         let ef = evaluate(set, |i, _| Ok(f32m.predict(SeqInput::Features(&f[i]))?))?;
         let ei = evaluate(set, |i, _| Ok(i8m.predict(SeqInput::Features(&f[i]))?))?;
-        if *name == "test" || *name == "handwritten" {
+        if name == "test" || name.starts_with("handwritten") {
             print_confusion(&format!("{name}, int8"), &ei);
         }
         lines.push(format!(
@@ -333,7 +363,7 @@ fn train_embedding_router(
 fn train_text_router(
     a: &TrainArgs,
     splits: &sona_core::router::querygen::QuerySplits,
-    handwritten: &[LabeledQuery],
+    handwritten: &[(String, Vec<LabeledQuery>)],
     tcfg: TrainConfig,
 ) -> Result<()> {
     let mcfg = ModelConfig {
@@ -375,19 +405,13 @@ fn train_text_router(
     let f32m = Model::F32(clf);
     let i8m = Model::Int8(q);
     let mut lines = Vec::new();
-    let sets: [(&str, &[LabeledQuery]); 4] = [
-        ("train", &splits.train),
-        ("val", &splits.val),
-        ("test", &splits.test),
-        ("handwritten", handwritten),
-    ];
-    for (name, set) in sets {
+    for (name, set) in eval_sets(splits, handwritten) {
         if set.is_empty() {
             continue;
         }
         let ef = evaluate(set, |_, q| model_predict(&f32m, &q.text))?;
         let ei = evaluate(set, |_, q| model_predict(&i8m, &q.text))?;
-        if name == "test" || name == "handwritten" {
+        if name == "test" || name.starts_with("handwritten") {
             print_confusion(&format!("{name}, int8"), &ei);
             if std::env::var_os("SONA_SHOW_ERRORS").is_some() {
                 for q in set {

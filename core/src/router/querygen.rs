@@ -30,7 +30,8 @@
 //!    history, or an open-ended "what should I watch / surprise me / recommend something"
 //!    (a loose genre is allowed: "pick a comedy for me"; "new to me" is not recency).
 //! 7. **vector_search** — content described by attributes (genre, person, year, decade,
-//!    topic, plot, setting, feature) for lookup.
+//!    topic, plot, setting, feature) for lookup. A title that only names a person
+//!    ("anything with that guy from X") is a person lookup, not a similarity anchor.
 //!
 //! # Splits and what the test split measures
 //! [`generate_splits`] returns `per_route` queries per route, split ~80/10/10
