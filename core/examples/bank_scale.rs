@@ -11,7 +11,8 @@
 //! clusters in 50 topics), `--m M`, `--ef-construction E`, `--ef-search E` (comma list to
 //! sweep), `--queries Q` (default 200), `--dim D` (default 384),
 //! `--keep-pruned` / `--no-keep-pruned` (fill links with pruned candidates or
-//! not), `--clusters C` (number of Gaussian clusters, default 1,000), `--save FILE` (write the built
+//! not), `--ef-upper B` (beam of the upper-layer descent, default 1),
+//! `--clusters C` (number of Gaussian clusters, default 1,000), `--save FILE` (write the built
 //! bank), `--load FILE` (measure a saved bank of the same N and data instead of
 //! building one, e.g. to sweep `--ef-search` without a rebuild).
 
@@ -45,6 +46,10 @@ fn main() {
             "--uniform" => data = Data::Uniform,
             "--no-keep-pruned" => cfg.hnsw.keep_pruned = false,
             "--keep-pruned" => cfg.hnsw.keep_pruned = true,
+            "--ef-upper" => {
+                cfg.hnsw.ef_upper = val(i).parse().expect("--ef-upper");
+                i += 1
+            }
             "--clusters" => {
                 let c: usize = val(i).parse().expect("--clusters");
                 data = Data::Clustered {
@@ -101,6 +106,7 @@ fn main() {
         let bytes = std::fs::read(path).expect("read bank file");
         let t = Instant::now();
         let mut bank = ReasoningBank::from_bytes(&bytes).expect("bank file loads");
+        bank.set_ef_upper(cfg.hnsw.ef_upper);
         println!(
             "loaded {} patterns from {path} in {:.2} s",
             bank.len(),

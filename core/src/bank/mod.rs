@@ -266,6 +266,7 @@ impl BankConfig {
             || self.hnsw.m > 1024
             || !(1..=65_536).contains(&self.hnsw.ef_construction)
             || !(1..=65_536).contains(&self.hnsw.ef_search)
+            || !(1..=65_536).contains(&self.hnsw.ef_upper)
         {
             return bad("hnsw.m must be in 2..=1024, ef_construction and ef_search in 1..=65536");
         }
@@ -500,6 +501,10 @@ impl ReasoningBank {
     /// Change the search-time candidate list size of the graph (recall/speed knob).
     pub fn set_ef_search(&mut self, ef_search: usize) {
         self.config.hnsw.ef_search = ef_search.clamp(1, 65_536);
+    }
+    /// Change the beam of the descent through the upper graph layers.
+    pub fn set_ef_upper(&mut self, ef_upper: usize) {
+        self.config.hnsw.ef_upper = ef_upper.clamp(1, 65_536);
     }
     /// Whether searches use the HNSW graph.
     pub fn is_indexed(&self) -> bool {
@@ -812,7 +817,7 @@ impl ReasoningBank {
         }
         if let Some(g) = &self.graph {
             let ef = self.config.hnsw.ef_search.max(k);
-            g.search(q, &self.vectors, k, ef, accept)
+            g.search(q, &self.vectors, k, ef, self.config.hnsw.ef_upper, accept)
         } else {
             (self.exact_nearest(q, k, accept), self.live)
         }
