@@ -11,7 +11,7 @@
 //! clusters in 50 topics), `--m M`, `--ef-construction E`, `--ef-search E` (comma list to
 //! sweep), `--queries Q` (default 200), `--dim D` (default 384),
 //! `--keep-pruned` / `--no-keep-pruned` (fill links with pruned candidates or
-//! not), `--ef-upper B` (beam of the upper-layer descent, default 1),
+//! not), `--ef-upper B` (beam of the upper-layer descent, default 8),
 //! `--clusters C` (number of Gaussian clusters, default 1,000), `--save FILE` (write the built
 //! bank), `--load FILE` (measure a saved bank of the same N and data instead of
 //! building one, e.g. to sweep `--ef-search` without a rebuild).

@@ -53,9 +53,10 @@ pub struct HnswConfig {
     pub ef_search: usize,
     /// Candidate list size of the descent through the upper layers (the paper
     /// uses 1). A wider beam avoids landing in the wrong region of clustered
-    /// data at the cost of more similarities: at 1M clustered patterns, 64
-    /// raised recall@10 at `ef_search` 256 from 0.91 to 0.96 (search p50
-    /// 542 → 763 µs; commands in the bank module docs).
+    /// data for a few more similarities: at 1M clustered patterns, 8 raised
+    /// recall@10 at `ef_search` 64 from 0.836 to 0.923 (p50 281 µs either way;
+    /// 64 gave the same recall, slower). Commands in the bank module docs.
+    /// Files written before this field existed read it as 1.
     #[serde(default = "one")]
     pub ef_upper: usize,
     /// Seed of the level assignment.
@@ -73,7 +74,7 @@ impl Default for HnswConfig {
             m: 16,
             ef_construction: 100,
             ef_search: 64,
-            ef_upper: 1,
+            ef_upper: 8,
             seed: 0x5EED_BA4C,
             keep_pruned: KEEP_PRUNED_DEFAULT,
         }

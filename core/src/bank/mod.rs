@@ -64,10 +64,12 @@
 //! /tmp/bank_1m.bin --ef-search 32,64,128,256,512`: build 903 s wall (328 s
 //! CPU for the whole run, `/usr/bin/time -v`), 1,878 heap bytes per pattern,
 //! file 1,740 bytes per pattern (to_bytes 9.3 s, from_bytes 4.7 s), exact scan
-//! 225 ms/query; recall@10 0.731 / 0.836 / 0.895 / 0.915 / 0.926 at ef_search
-//! 32 / 64 / 128 / 256 / 512 (p50 196 / 281 / 400 / 542 / 729 µs). With
-//! `--load /tmp/bank_1m.bin --ef-upper 64 --ef-search 64,128,256`: recall@10
-//! 0.923 / 0.948 / 0.956, p50 564 / 696 / 763 µs.
+//! 225 ms/query; with the upper-layer beam then at 1: recall@10 0.731 / 0.836 /
+//! 0.895 / 0.915 / 0.926 at ef_search 32 / 64 / 128 / 256 / 512 (p50 196 / 281
+//! / 400 / 542 / 729 µs). Same bank, `--load /tmp/bank_1m.bin --ef-upper 8
+//! --ef-search 64,256` (8 is now the default): recall@10 0.923 / 0.956, p50
+//! 281 / 491 µs; `--ef-upper 64 --ef-search 64,128,256`: 0.923 / 0.948 / 0.956,
+//! p50 564 / 696 / 763 µs.
 
 pub mod hnsw;
 pub mod learning;
