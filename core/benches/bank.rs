@@ -17,6 +17,7 @@
 //!   `apply_patterns_100x10` 3.0 µs;
 //! - 2 cores shared at load ≈ 9 (ef_upper 1 then): 63.8 / 171 / 398 / 810 /
 //!   9.5 µs respectively.
+//!
 //! Heap 1,806 / 1,907 / 1,882 bytes per pattern at 1k / 10k / 100k.
 
 #[path = "../examples/common/bank_data.rs"]
