@@ -60,16 +60,15 @@
 //!   re-measure the same bank with `--load FILE` (e.g. other `--ef-search` /
 //!   `--ef-upper`) without rebuilding.
 //!
-//! Measured at 1M (2 shared cores, load ≈ 10), `… bank_scale -- 1000000 --save
-//! /tmp/bank_1m.bin --ef-search 32,64,128,256,512`: build 903 s wall (328 s
-//! CPU for the whole run, `/usr/bin/time -v`), 1,878 heap bytes per pattern,
-//! file 1,740 bytes per pattern (to_bytes 9.3 s, from_bytes 4.7 s), exact scan
-//! 225 ms/query; with the upper-layer beam then at 1: recall@10 0.731 / 0.836 /
-//! 0.895 / 0.915 / 0.926 at ef_search 32 / 64 / 128 / 256 / 512 (p50 196 / 281
-//! / 400 / 542 / 729 µs). Same bank, `--load /tmp/bank_1m.bin --ef-upper 8
-//! --ef-search 64,256` (8 is now the default): recall@10 0.923 / 0.956, p50
-//! 281 / 491 µs; `--ef-upper 64 --ef-search 64,128,256`: 0.923 / 0.948 / 0.956,
-//! p50 564 / 696 / 763 µs.
+//! Measured at 1M with the defaults, machine quiet (`/usr/bin/time -v … bank_scale
+//! -- 1000000 --ef-search 32,64,128,256`): build 287 s on one core (3,487
+//! patterns/s), 1,878 heap bytes per pattern, file 1,740 bytes per pattern
+//! (to_bytes 2.0 s, from_bytes 1.1 s), exact scan 53.8 ms/query; recall@10
+//! 0.838 / 0.923 / 0.948 / 0.956 at ef_search 32 / 64 / 128 / 256, search p50
+//! 174 / 237 / 323 / 416 µs (p99 214 / 348 / 397 / 489 µs). The upper-layer
+//! beam matters at this size: on an earlier build of the same data with beam 1
+//! recall@10 was 0.731 / 0.836 / 0.895 / 0.915 (`--save`, then `--load FILE
+//! --ef-upper 1`).
 
 pub mod hnsw;
 pub mod learning;
