@@ -10,7 +10,9 @@
 //! Options: `--uniform` (random on the sphere instead of 1,000 Gaussian
 //! clusters in 50 topics), `--m M`, `--ef-construction E`, `--ef-search E` (comma list to
 //! sweep), `--queries Q` (default 200), `--dim D` (default 384),
-//! `--no-keep-pruned` (heuristic links only), `--save FILE` (write the built
+//! `--keep-pruned` / `--no-keep-pruned` (fill links with pruned candidates or
+//! not), `--ef-upper B` (beam of the upper-layer descent, default 8),
+//! `--clusters C` (number of Gaussian clusters, default 1,000), `--save FILE` (write the built
 //! bank), `--load FILE` (measure a saved bank of the same N and data instead of
 //! building one, e.g. to sweep `--ef-search` without a rebuild).
 
@@ -43,6 +45,19 @@ fn main() {
         match args[i].as_str() {
             "--uniform" => data = Data::Uniform,
             "--no-keep-pruned" => cfg.hnsw.keep_pruned = false,
+            "--keep-pruned" => cfg.hnsw.keep_pruned = true,
+            "--ef-upper" => {
+                cfg.hnsw.ef_upper = val(i).parse().expect("--ef-upper");
+                i += 1
+            }
+            "--clusters" => {
+                let c: usize = val(i).parse().expect("--clusters");
+                data = Data::Clustered {
+                    clusters: c,
+                    spread: 1.0,
+                };
+                i += 1
+            }
             "--save" => {
                 save = Some(val(i).to_string());
                 i += 1
@@ -91,6 +106,7 @@ fn main() {
         let bytes = std::fs::read(path).expect("read bank file");
         let t = Instant::now();
         let mut bank = ReasoningBank::from_bytes(&bytes).expect("bank file loads");
+        bank.set_ef_upper(cfg.hnsw.ef_upper);
         println!(
             "loaded {} patterns from {path} in {:.2} s",
             bank.len(),

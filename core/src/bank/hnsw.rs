@@ -51,6 +51,14 @@ pub struct HnswConfig {
     pub ef_construction: usize,
     /// Candidate list size while searching (raised to the number of results asked).
     pub ef_search: usize,
+    /// Candidate list size of the descent through the upper layers (the paper
+    /// uses 1). A wider beam avoids landing in the wrong region of clustered
+    /// data for a few more similarities: at 1M clustered patterns, 8 raised
+    /// recall@10 at `ef_search` 64 from 0.836 to 0.923 (p50 281 µs either way;
+    /// 64 gave the same recall, slower). Commands in the bank module docs.
+    /// Files written before this field existed read it as 1.
+    #[serde(default = "one")]
+    pub ef_upper: usize,
     /// Seed of the level assignment.
     pub seed: u64,
     /// Fill a node's links up to capacity with candidates the heuristic
@@ -66,10 +74,15 @@ impl Default for HnswConfig {
             m: 16,
             ef_construction: 100,
             ef_search: 64,
+            ef_upper: 8,
             seed: 0x5EED_BA4C,
             keep_pruned: KEEP_PRUNED_DEFAULT,
         }
     }
+}
+
+fn one() -> usize {
+    1
 }
 
 /// Dot product. On x86-64 with AVX2 + FMA (detected at run time) an
@@ -506,6 +519,7 @@ impl Hnsw {
         vecs: &[f32],
         k: usize,
         ef: usize,
+        ef_upper: usize,
         accept: &dyn Fn(u32) -> bool,
     ) -> (Vec<(f32, u32)>, usize) {
         if self.entry == EMPTY || k == 0 {
@@ -519,7 +533,16 @@ impl Hnsw {
         }];
         for layer in (1..=self.max_level).rev() {
             let mut v = Bits(vec![0; self.len().div_ceil(64)]);
-            ep = self.search_layer(q, vecs, &ep, 1, layer, &all, &mut v, &mut evals);
+            ep = self.search_layer(
+                q,
+                vecs,
+                &ep,
+                ef_upper.max(1),
+                layer,
+                &all,
+                &mut v,
+                &mut evals,
+            );
         }
         let mut v = Bits(vec![0; self.len().div_ceil(64)]);
         let ef = ef.max(k).min(self.len());
@@ -581,6 +604,7 @@ impl Hnsw {
                 m,
                 ef_construction: efc,
                 ef_search: 0,
+                ef_upper: 1,
                 seed,
                 keep_pruned: keep_pruned == 1,
             },
@@ -718,6 +742,7 @@ mod tests {
                 m: 8,
                 ef_construction: 64,
                 ef_search: 64,
+                ef_upper: 1,
                 seed: 1,
                 keep_pruned: false,
             },
@@ -732,7 +757,7 @@ mod tests {
         for _ in 0..50 {
             let q = unit(&mut rng, d);
             let truth = exact(&q, &vecs, d, 10, &accept);
-            let (got, evals) = g.search(&q, &vecs, 10, 64, &accept);
+            let (got, evals) = g.search(&q, &vecs, 10, 64, 1, &accept);
             assert!(evals < n, "search should not scan everything");
             assert!(got.iter().all(|&(_, i)| accept(i)));
             assert!(got.windows(2).all(|w| w[0].0 >= w[1].0));
@@ -741,6 +766,18 @@ mod tests {
         }
         let recall = hit as f64 / total as f64;
         assert!(recall >= 0.9, "recall@10 = {recall}");
+        // A wider upper-layer beam returns the same kind of answer, never worse here.
+        let (mut hit_b, mut total_b) = (0, 0);
+        let mut rng = Rng::new(99);
+        for _ in 0..50 {
+            let q = unit(&mut rng, d);
+            let truth = exact(&q, &vecs, d, 10, &accept);
+            let (got, _) = g.search(&q, &vecs, 10, 64, 16, &accept);
+            assert!(got.iter().all(|&(_, i)| accept(i)));
+            hit_b += got.iter().filter(|(_, i)| truth.contains(i)).count();
+            total_b += truth.len();
+        }
+        assert!(hit_b as f64 / total_b as f64 >= 0.9);
     }
 
     #[test]
