@@ -8,7 +8,7 @@ use clap::{Args, ValueEnum};
 use sona_core::router::querygen::{generate_splits, parse_labeled_tsv, CatalogFacts, LabeledQuery};
 use sona_core::router::{
     argmax, train, InputKind, Model, ModelConfig, Pool, QuantClassifier, Route, SeqInput,
-    SparsityConfig, TokenizerConfig, TrainConfig, TrainInputs,
+    SparsityConfig, TokenizerConfig, TrainConfig, TrainInputs, TrainReport,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -342,22 +342,7 @@ fn train_embedding_router(
         report.density_w,
         report.density_u,
     );
-    let bytes = i8m.to_bytes(&meta);
-    write(&a.out, &bytes)?;
-    if let Some(p) = &a.f32_out {
-        write(p, &f32m.to_bytes(&meta))?;
-    }
-    for l in &lines {
-        println!("{l}");
-    }
-    println!(
-        "density W {:.3} U {:.3}; wrote {} ({} bytes, int8)",
-        report.density_w,
-        report.density_u,
-        a.out.display(),
-        bytes.len()
-    );
-    Ok(())
+    ship(a, &f32m, &i8m, &meta, &lines, &report)
 }
 
 fn train_text_router(
@@ -459,12 +444,24 @@ fn train_text_router(
         report.density_w,
         report.density_u,
     );
-    let bytes = i8m.to_bytes(&meta);
+    ship(a, &f32m, &i8m, &meta, &lines, &report)
+}
+
+/// Write the int8 model (and the f32 one when asked), then print the accuracy lines.
+fn ship(
+    a: &TrainArgs,
+    f32m: &Model,
+    i8m: &Model,
+    meta: &str,
+    lines: &[String],
+    report: &TrainReport,
+) -> Result<()> {
+    let bytes = i8m.to_bytes(meta);
     write(&a.out, &bytes)?;
     if let Some(p) = &a.f32_out {
-        write(p, &f32m.to_bytes(&meta))?;
+        write(p, &f32m.to_bytes(meta))?;
     }
-    for l in &lines {
+    for l in lines {
         println!("{l}");
     }
     println!(
