@@ -118,7 +118,9 @@ pub async fn run(args: &BenchArgs) -> Result<BenchResult, String> {
             ));
         }
         let tok: TokenReply = serde_json::from_slice(&r.body).map_err(|e| e.to_string())?;
-        prepared.push((tok, device_update(&cfg, &user, w as u64)));
+        // Encoded once; each request shares the bytes (no per-request copy).
+        let update = hyper::body::Bytes::from(device_update(&cfg, &user, w as u64));
+        prepared.push((tok, update));
     }
     let deadline = Instant::now() + Duration::from_secs(args.seconds);
     let mut workers = Vec::new();

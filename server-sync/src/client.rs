@@ -56,7 +56,7 @@ impl Client {
         method: &str,
         path: &str,
         headers: &[(&str, &str)],
-        body: Vec<u8>,
+        body: impl Into<Bytes>,
     ) -> std::io::Result<Reply> {
         let mut b = Request::builder()
             .method(method)
@@ -66,7 +66,7 @@ impl Client {
             b = b.header(*k, *v);
         }
         let req = b
-            .body(Full::new(Bytes::from(body)))
+            .body(Full::new(body.into()))
             .map_err(std::io::Error::other)?;
         self.send.ready().await.map_err(std::io::Error::other)?;
         let res = self

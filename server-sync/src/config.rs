@@ -95,6 +95,32 @@ pub struct ServeConfig {
         default_value_t = 128
     )]
     pub round_max_users: usize,
+    /// Seconds between the ReasoningBank's daily maintenance runs (decay,
+    /// prune, merge on every segment; 0 = only on the admin trigger).
+    #[arg(
+        long,
+        global = true,
+        env = "SONA_BANK_MAINTAIN_INTERVAL_SECS",
+        default_value_t = 86_400
+    )]
+    pub bank_maintain_interval_secs: u64,
+    /// Seconds between global (cross-segment) aggregations of the
+    /// ReasoningBank (0 = only on the admin trigger).
+    #[arg(
+        long,
+        global = true,
+        env = "SONA_BANK_AGGREGATE_INTERVAL_SECS",
+        default_value_t = 604_800
+    )]
+    pub bank_aggregate_interval_secs: u64,
+    /// Most ReasoningBank segments (each is one bank in memory).
+    #[arg(
+        long,
+        global = true,
+        env = "SONA_BANK_MAX_SEGMENTS",
+        default_value_t = 1024
+    )]
+    pub bank_max_segments: usize,
     /// Router model file for /v1/router/route (a `sona` router model).
     #[arg(long, global = true, env = "SONA_ROUTER_MODEL")]
     pub router_model: Option<std::path::PathBuf>,

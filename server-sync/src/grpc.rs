@@ -275,6 +275,51 @@ fn find_args(f: &pb::FindSimilarRequest) -> Result<usize, Status> {
     Ok(limit)
 }
 
+fn bank_status(e: crate::bank::BankServiceError) -> Status {
+    status(e.into())
+}
+
+fn segment(s: &str) -> Result<String, Status> {
+    crate::bank::segment_or_default(Some(s)).map_err(bank_status)
+}
+
+fn matches_pb(found: &crate::bank::Found) -> Vec<pb::MatchedPattern> {
+    found
+        .matches
+        .iter()
+        .map(|m| pb::MatchedPattern {
+            id: m.id,
+            similarity: m.similarity,
+            confidence: m.confidence,
+            usage_count: m.usage_count,
+            successful_results: m.successful_results.clone(),
+            aggregated: m.aggregated,
+        })
+        .collect()
+}
+
+impl Grpc {
+    async fn find(
+        &self,
+        c: &Claims,
+        f: &pb::FindSimilarRequest,
+    ) -> Result<crate::bank::Found, Status> {
+        let limit = find_args(f)?;
+        self.state
+            .bank
+            .find(
+                &segment(&f.segment)?,
+                crate::http::bank::caller(c),
+                &f.query_embedding,
+                &Default::default(),
+                limit,
+                f.min_similarity,
+            )
+            .await
+            .map_err(bank_status)
+    }
+}
+
 #[tonic::async_trait]
 impl ReasoningBankService for Grpc {
     async fn store_pattern(
@@ -283,25 +328,21 @@ impl ReasoningBankService for Grpc {
     ) -> Result<Response<pb::StorePatternResponse>, Status> {
         let c = self.claims(&req)?;
         let r = req.into_inner();
-        let user = (c.role == Role::User).then(|| crate::http::bank::owner(&c.user_id));
-        let mut bank = self.state.bank.bank.lock().await;
-        let id = bank
+        let id = self
+            .state
+            .bank
             .store_pattern(
-                sona_core::bank::NewPattern {
-                    query_embedding: r.query_embedding,
-                    successful_results: r.successful_results,
-                    user,
-                    segment: None,
-                    context: Default::default(),
-                    confidence: r.confidence,
-                    usage_count: r.usage_count,
-                },
+                &segment(&r.segment)?,
+                crate::http::bank::caller(&c),
+                r.query_embedding,
+                r.successful_results,
+                Default::default(),
+                r.confidence,
+                r.usage_count,
                 now_secs(),
             )
-            .map_err(invalid)?;
-        crate::http::bank::save(&self.state, &bank)
             .await
-            .map_err(status)?;
+            .map_err(bank_status)?;
         Ok(Response::new(pb::StorePatternResponse { id }))
     }
 
@@ -310,31 +351,9 @@ impl ReasoningBankService for Grpc {
         req: Request<pb::FindSimilarRequest>,
     ) -> Result<Response<pb::FindSimilarResponse>, Status> {
         let c = self.claims(&req)?;
-        let f = req.into_inner();
-        let limit = find_args(&f)?;
-        let bank = self.state.bank.bank.lock().await;
-        let found = bank
-            .find_similar_scoped(
-                &f.query_embedding,
-                &Default::default(),
-                limit,
-                f.min_similarity,
-                crate::http::bank::scope(&c),
-            )
-            .map_err(invalid)?;
+        let found = self.find(&c, req.get_ref()).await?;
         Ok(Response::new(pb::FindSimilarResponse {
-            matches: found
-                .matches
-                .iter()
-                .map(|m| pb::MatchedPattern {
-                    id: m.id,
-                    similarity: m.similarity,
-                    confidence: m.confidence,
-                    usage_count: m.usage_count,
-                    successful_results: m.successful_results.clone(),
-                    aggregated: m.aggregated,
-                })
-                .collect(),
+            matches: matches_pb(&found),
             total_patterns_searched: found.total_patterns_searched as u64,
             used_index: found.used_index,
         }))
@@ -347,17 +366,7 @@ impl ReasoningBankService for Grpc {
         let c = self.claims(&req)?;
         let r = req.into_inner();
         let f = r.search.unwrap_or_default();
-        let limit = find_args(&f)?;
-        let bank = self.state.bank.bank.lock().await;
-        let found = bank
-            .find_similar_scoped(
-                &f.query_embedding,
-                &Default::default(),
-                limit,
-                f.min_similarity,
-                crate::http::bank::scope(&c),
-            )
-            .map_err(invalid)?;
+        let found = self.find(&c, &f).await?;
         let candidates: Vec<sona_core::bank::Candidate> = r
             .candidates
             .iter()
@@ -366,9 +375,11 @@ impl ReasoningBankService for Grpc {
                 score: c.score,
             })
             .collect();
-        let ranked = bank
-            .apply_patterns(&candidates, &found.matches)
-            .map_err(invalid)?;
+        let ranked = self
+            .state
+            .bank
+            .apply(&candidates, &found.matches)
+            .map_err(bank_status)?;
         Ok(Response::new(pb::ApplyPatternsResponse {
             ranked: ranked
                 .into_iter()
@@ -392,17 +403,30 @@ impl ReasoningBankService for Grpc {
         if c.role != Role::Admin {
             return Err(Status::permission_denied("admin token required"));
         }
-        let mut bank = self.state.bank.bank.lock().await;
-        let r = bank.maintain(now_secs());
-        crate::http::bank::save(&self.state, &bank)
-            .await
-            .map_err(status)?;
+        let r = req.into_inner();
+        let kind: crate::http::bank::MaintenanceKind = r.kind.parse().map_err(invalid)?;
+        let out = crate::http::bank::run_maintenance(
+            &self.state,
+            &crate::http::bank::MaintenanceRequest {
+                kind,
+                segment: (!r.segment.is_empty()).then_some(r.segment),
+            },
+        )
+        .await
+        .map_err(bank_status)?;
+        let m = out.maintained.unwrap_or_default();
+        let a = out.aggregated.as_ref();
         Ok(Response::new(pb::MaintenanceResponse {
-            decayed: r.decayed.len() as u32,
-            pruned: r.pruned.len() as u32,
-            merged: r.merged.len() as u32,
-            compacted: r.compacted,
-            patterns: bank.len() as u64,
+            decayed: m.decayed as u32,
+            pruned: m.pruned as u32,
+            merged: m.merged as u32,
+            compacted: m.compacted > 0,
+            patterns: m.patterns as u64,
+            segments: m.segments as u32,
+            aggregated: a.is_some(),
+            clusters: a.map_or(0, |a| a.clusters as u32),
+            segment_patterns: a.map_or(0, |a| a.segment_patterns as u32),
+            universal_patterns: a.map_or(0, |a| a.universal_patterns as u32),
         }))
     }
 }

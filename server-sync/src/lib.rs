@@ -4,6 +4,7 @@
 //! are stored and served. Handlers translate and delegate: no algorithm lives here.
 
 pub mod auth;
+pub mod bank;
 pub mod bench;
 pub mod client;
 pub mod config;

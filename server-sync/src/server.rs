@@ -76,7 +76,9 @@ pub async fn build_state(cfg: &ServeConfig) -> Result<AppState, StartError> {
         }
         None => None,
     };
-    let bank = Arc::new(crate::http::bank::BankService::open(store.as_ref(), cfg.dim).await?);
+    let bank = Arc::new(
+        crate::bank::BankService::open(store.clone(), cfg.dim, cfg.bank_max_segments).await?,
+    );
     Ok(AppState {
         bank,
         router: Arc::new(crate::http::router::RouterService::new(router)),
@@ -106,6 +108,37 @@ pub async fn serve(
                 t.tick().await;
                 if let Err(e) = sync.run_round().await {
                     tracing::error!(error = %e, "aggregation round failed");
+                }
+            }
+        })
+    });
+    let schedule = crate::bank::Schedule {
+        maintain_every: cfg.bank_maintain_interval_secs,
+        aggregate_every: cfg.bank_aggregate_interval_secs,
+    };
+    let bank_jobs = (schedule.maintain_every > 0 || schedule.aggregate_every > 0).then(|| {
+        let bank = state.bank.clone();
+        // Check often enough for the shortest interval, at least once a minute.
+        let check = [schedule.maintain_every, schedule.aggregate_every]
+            .into_iter()
+            .filter(|&x| x > 0)
+            .min()
+            .unwrap_or(60)
+            .min(60);
+        tokio::spawn(async move {
+            let mut t = tokio::time::interval(Duration::from_secs(check));
+            loop {
+                t.tick().await;
+                match bank.tick(schedule, crate::http::now_secs()).await {
+                    Ok(r) => {
+                        if let Some(m) = r.maintained {
+                            tracing::info!(?m, "bank maintenance ran");
+                        }
+                        if let Some(a) = r.aggregated {
+                            tracing::info!(?a, "bank global aggregation ran");
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "scheduled bank job failed"),
                 }
             }
         })
@@ -141,7 +174,7 @@ pub async fn serve(
             Ok(Ok(())) => {}
         }
     }
-    if let Some(t) = ticker {
+    for t in [ticker, bank_jobs].into_iter().flatten() {
         t.abort();
     }
     state.store.close().await;

@@ -1,12 +1,13 @@
 //! The sync service: accepts federated updates (validated by
-//! `sona_core::federated::check_update`, then made durable), runs aggregation
+//! `AdapterUpdate::from_bytes`/`validate` and `sona_core::federated::admit_validated`,
+//! then made durable), runs aggregation
 //! rounds with `sona_core::federated::aggregate_round`, publishes the global tier.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, RwLock};
 
 use sona_core::federated::{
-    aggregate_round, check_update, FederatedConfig, FederatedError, GlobalState, Rejection,
+    admit_validated, aggregate_round, FederatedConfig, FederatedError, GlobalState, Rejection,
     RoundReport,
 };
 use sona_core::personalize::{AdapterUpdate, PersonalizeError};
@@ -95,15 +96,17 @@ impl SyncService {
         self.published().state.version
     }
 
-    /// Validate an update for `user_id` and make it durable. Nothing is stored
-    /// when it is rejected.
+    /// Admit an update for `user_id` and make it durable. Nothing is stored
+    /// when it is rejected. `update` must have passed `AdapterUpdate::validate`
+    /// (`AdapterUpdate::from_bytes` does that); here only the server-side rules
+    /// (`sona_core::federated::admit_validated`: shape, staleness, samples) run.
     /// `raw`: the uploaded `SNAU` bytes when the client sent the envelope
-    /// (stored as is, saving a re-encode); otherwise the update is encoded.
+    /// (stored as is, saving a re-encode and a copy); otherwise the update is encoded.
     pub async fn submit(
         &self,
         user_id: &str,
         update: AdapterUpdate,
-        raw: Option<Vec<u8>>,
+        raw: Option<axum::body::Bytes>,
     ) -> Result<Ack, SyncError> {
         let result = self.submit_inner(user_id, update, raw).await;
         match &result {
@@ -117,7 +120,7 @@ impl SyncService {
         &self,
         user_id: &str,
         update: AdapterUpdate,
-        raw: Option<Vec<u8>>,
+        raw: Option<axum::body::Bytes>,
     ) -> Result<Ack, SyncError> {
         if update.user_id != user_id {
             return Err(SyncError::WrongUser {
@@ -126,13 +129,13 @@ impl SyncService {
             });
         }
         let current = self.version();
-        check_update(&self.cfg, current, &update).map_err(SyncError::Rejected)?;
+        admit_validated(&self.cfg, current, &update).map_err(SyncError::Rejected)?;
         let seq = self
             .store
             .append_update(UpdateRecord {
                 user_id: update.user_id.clone(),
                 global_version: update.global_version,
-                bytes: raw.unwrap_or_else(|| update.to_bytes()),
+                bytes: raw.unwrap_or_else(|| update.to_bytes().into()),
             })
             .await?;
         Ok(Ack {

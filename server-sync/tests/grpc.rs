@@ -30,6 +30,9 @@ async fn grpc_services_delegate_to_core_and_enforce_tokens() {
         max_body_bytes: 1 << 20,
         round_interval_secs: 0,
         round_max_users: 64,
+        bank_maintain_interval_secs: 0,
+        bank_aggregate_interval_secs: 0,
+        bank_max_segments: 8,
         router_model: Some(
             std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("../wasm/tests/fixtures/router.bin"),
@@ -200,6 +203,7 @@ async fn grpc_services_delegate_to_core_and_enforce_tokens() {
                 successful_results: vec![7],
                 confidence: 0.9,
                 usage_count: 1,
+                segment: String::new(),
             },
         ))
         .await
@@ -210,6 +214,7 @@ async fn grpc_services_delegate_to_core_and_enforce_tokens() {
         query_embedding: e(0),
         limit: 5,
         min_similarity: 0.0,
+        segment: String::new(),
     };
     let f = bk
         .find_similar_patterns(with(&alice, search.clone()))
@@ -247,16 +252,59 @@ async fn grpc_services_delegate_to_core_and_enforce_tokens() {
     assert_eq!(ranked[0].id, 7);
     assert!(ranked[0].boost > 0.0);
     let err = bk
-        .run_maintenance(with(&alice, pb::MaintenanceRequest {}))
+        .run_maintenance(with(&alice, pb::MaintenanceRequest::default()))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
     let m = bk
-        .run_maintenance(with(&admin, pb::MaintenanceRequest {}))
+        .run_maintenance(with(&admin, pb::MaintenanceRequest::default()))
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(m.patterns, 1);
+    assert_eq!((m.patterns, m.segments, m.aggregated), (1, 1, false));
+    let m = bk
+        .run_maintenance(with(
+            &admin,
+            pb::MaintenanceRequest {
+                kind: "aggregate".into(),
+                segment: String::new(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    // One user's pattern: one cluster, too few users for an aggregated pattern.
+    assert_eq!(
+        (m.aggregated, m.clusters, m.universal_patterns),
+        (true, 1, 0)
+    );
+    for (kind, segment) in [("weekly", ""), ("maintain", "../etc")] {
+        let err = bk
+            .run_maintenance(with(
+                &admin,
+                pb::MaintenanceRequest {
+                    kind: kind.into(),
+                    segment: segment.into(),
+                },
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{kind} {segment}");
+    }
+    // Another segment does not see alice's pattern.
+    let other = pb::FindSimilarRequest {
+        query_embedding: e(0),
+        limit: 5,
+        min_similarity: 0.0,
+        segment: "kids".into(),
+    };
+    assert!(bk
+        .find_similar_patterns(with(&alice, other))
+        .await
+        .unwrap()
+        .into_inner()
+        .matches
+        .is_empty());
 
     stop.send(()).unwrap();
     server.await.unwrap().unwrap();

@@ -135,6 +135,18 @@ pub fn check_update(
 ) -> Result<f32, Rejection> {
     u.validate()
         .map_err(|e| Rejection::Invalid(e.to_string()))?;
+    admit_validated(cfg, current, u)
+}
+
+/// [`check_update`] for an update whose contents already passed
+/// `AdapterUpdate::validate` (every `AdapterUpdate::from_bytes` result has):
+/// the server's shape, the stale-version rule and the sample count, without
+/// scanning the factors a second time.
+pub fn admit_validated(
+    cfg: &FederatedConfig,
+    current: u64,
+    u: &AdapterUpdate,
+) -> Result<f32, Rejection> {
     if u.d as usize != cfg.d || u.rank as usize != cfg.rank || u.alpha != cfg.alpha {
         return Err(Rejection::Invalid(format!(
             "shape (d {}, rank {}, alpha {}) ≠ server (d {}, rank {}, alpha {})",

@@ -36,7 +36,9 @@ pub mod aggregate;
 pub mod dp;
 pub mod lowrank;
 
-pub use aggregate::{aggregate_round, check_update, GlobalState, Rejection, RoundReport};
+pub use aggregate::{
+    admit_validated, aggregate_round, check_update, GlobalState, Rejection, RoundReport,
+};
 pub use dp::{zcdp_epsilon, DpConfig};
 
 use thiserror::Error;

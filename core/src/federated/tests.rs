@@ -357,6 +357,26 @@ fn stale_version_rule() {
     let mut empty = at(5, &mut rng);
     empty.sample_count = 0;
     assert_eq!(check_update(&c, 5, &empty), Err(Rejection::Empty));
+    // admit_validated applies the same rules to an already validated update …
+    for v in [5, 4, 3, 2, 6] {
+        let u = at(v, &mut rng);
+        assert_eq!(admit_validated(&c, 5, &u), check_update(&c, 5, &u));
+    }
+    assert_eq!(admit_validated(&c, 5, &empty), Err(Rejection::Empty));
+    let mut wide = at(5, &mut rng);
+    wide.d += 1;
+    assert!(matches!(
+        admit_validated(&c, 5, &wide),
+        Err(Rejection::Invalid(_))
+    ));
+    // … and only check_update scans the contents.
+    let mut nan = at(5, &mut rng);
+    nan.a[0] = f32::NAN;
+    assert!(matches!(
+        check_update(&c, 5, &nan),
+        Err(Rejection::Invalid(_))
+    ));
+    assert_eq!(admit_validated(&c, 5, &nan), Ok(1.0));
     // In a round, stale updates are reported and do not change the mean;
     // a one-version-old update counts half.
     let fresh = at(5, &mut rng);

@@ -1,12 +1,11 @@
 //! The spec's ReasoningBankService over HTTP (StorePattern,
-//! FindSimilarPatterns, ApplyPatterns, RunMaintenance): one shared
-//! `sona_core::bank::ReasoningBank`. A user token stores patterns owned by
-//! its user and searches in that user's scope (own patterns plus aggregated
-//! segment and universal ones); an admin token stores unowned patterns,
-//! searches everything and runs maintenance. The bank is saved to the store
-//! after every change, before the reply.
-
-use std::sync::Arc;
+//! FindSimilarPatterns, ApplyPatterns, RunMaintenance), per segment: requests
+//! name a `segment` (`default` when absent); see [`crate::bank`] for the
+//! banks, the global tier and the schedule. A user token stores patterns
+//! owned by its user and searches its own patterns plus the aggregated ones
+//! of the segment and the universal ones; an admin token stores unowned
+//! patterns, searches everything in the segment and triggers maintenance or
+//! aggregation. A segment's bank is saved to the store before the reply.
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -15,47 +14,15 @@ use axum::response::Response;
 use axum::routing::post;
 use axum::Router;
 use serde::{Deserialize, Serialize};
-use sona_core::bank::{
-    BankConfig, Candidate, MatchedPattern, NewPattern, PatternContext, ReasoningBank, ResultId,
-    Scope,
-};
-use tokio::sync::Mutex;
+use sona_core::bank::{Candidate, MatchedPattern, PatternContext, ResultId};
 
 use super::{decode, now_secs, reply, Admin, ApiError, AppState, Authed};
 use crate::auth::{Claims, Role};
-use crate::store::{Store, StoreError};
+pub use crate::bank::{owner, BankServiceError, LEGACY_BANK_KEY as BANK_KEY};
+use crate::bank::{segment_or_default, AggregateReport, Caller, MaintainReport};
 
-/// Where the bank's bytes live in the store's adapter table. User ids with
-/// the reserved prefix [`RESERVED_PREFIX`] get no tokens and no adapter routes.
-pub const BANK_KEY: &str = "__sona__reasoning_bank";
+/// User ids with this prefix get no tokens and no adapter routes.
 pub const RESERVED_PREFIX: &str = "__sona__";
-
-pub struct BankService {
-    pub(crate) bank: Mutex<ReasoningBank>,
-}
-
-/// A user id as the bank's numeric owner (FNV-1a 64).
-pub fn owner(user_id: &str) -> u64 {
-    user_id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
-    })
-}
-
-impl BankService {
-    /// Load the saved bank, or start an empty one of dimension `dim`.
-    pub async fn open(store: &dyn Store, dim: usize) -> Result<Self, StoreError> {
-        let bank = match store.get_adapter(BANK_KEY).await? {
-            Some(b) => {
-                ReasoningBank::from_bytes(&b).map_err(|e| StoreError::Other(e.to_string()))?
-            }
-            None => ReasoningBank::new(BankConfig::with_dim(dim))
-                .map_err(|e| StoreError::Other(e.to_string()))?,
-        };
-        Ok(BankService {
-            bank: Mutex::new(bank),
-        })
-    }
-}
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -65,27 +32,30 @@ pub fn router() -> Router<AppState> {
         .route("/v1/admin/bank/maintenance", post(maintenance))
 }
 
-pub(crate) fn scope(c: &Claims) -> Scope {
-    match c.role {
-        Role::Admin => Scope::All,
-        Role::User => Scope::User {
-            user: owner(&c.user_id),
-            segment: None,
-        },
+pub(crate) fn caller(c: &Claims) -> Caller {
+    Caller {
+        user: (c.role == Role::User).then(|| owner(&c.user_id)),
     }
 }
 
-fn bad(e: impl std::fmt::Display) -> ApiError {
-    ApiError::Unprocessable(e.to_string())
-}
-
-pub(crate) async fn save(s: &AppState, bank: &ReasoningBank) -> Result<(), ApiError> {
-    s.store.put_adapter(BANK_KEY, bank.to_bytes()).await?;
-    Ok(())
+impl From<BankServiceError> for ApiError {
+    fn from(e: BankServiceError) -> Self {
+        match e {
+            BankServiceError::BadSegment(_)
+            | BankServiceError::Bank(_)
+            | BankServiceError::Invalid(_) => ApiError::Unprocessable(e.to_string()),
+            BankServiceError::TooManySegments(_) => ApiError::Conflict(e.to_string()),
+            BankServiceError::Store(e) => ApiError::Internal(e.to_string()),
+            BankServiceError::Task(m) => ApiError::Internal(m),
+        }
+    }
 }
 
 #[derive(Deserialize, Serialize)]
 pub struct StorePatternRequest {
+    /// Segment (content segment / cohort); `default` when absent.
+    #[serde(default)]
+    pub segment: Option<String>,
     pub query_embedding: Vec<f32>,
     pub successful_results: Vec<ResultId>,
     #[serde(default)]
@@ -102,23 +72,20 @@ async fn store_pattern(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let req: StorePatternRequest = decode(&headers, &body)?;
-    let user = (c.role == Role::User).then(|| owner(&c.user_id));
-    let mut bank = s.bank.bank.lock().await;
-    let id = bank
+    let segment = segment_or_default(req.segment.as_deref())?;
+    let id = s
+        .bank
         .store_pattern(
-            NewPattern {
-                query_embedding: req.query_embedding,
-                successful_results: req.successful_results,
-                user,
-                segment: None,
-                context: req.context,
-                confidence: req.confidence,
-                usage_count: req.usage_count,
-            },
+            &segment,
+            caller(&c),
+            req.query_embedding,
+            req.successful_results,
+            req.context,
+            req.confidence,
+            req.usage_count,
             now_secs(),
         )
-        .map_err(bad)?;
-    save(&s, &bank).await?;
+        .await?;
     Ok(reply(
         &headers,
         StatusCode::OK,
@@ -128,6 +95,9 @@ async fn store_pattern(
 
 #[derive(Deserialize, Serialize)]
 pub struct SimilarRequest {
+    /// Segment (content segment / cohort); `default` when absent.
+    #[serde(default)]
+    pub segment: Option<String>,
     pub query_embedding: Vec<f32>,
     #[serde(default)]
     pub context: PatternContext,
@@ -172,21 +142,21 @@ pub struct SimilarReply {
 }
 
 async fn find(
-    bank: &ReasoningBank,
+    s: &AppState,
     c: &Claims,
     req: &SimilarRequest,
-) -> Result<sona_core::bank::SimilarPatterns, ApiError> {
-    if req.limit == 0 || req.limit > 1000 {
-        return Err(ApiError::Unprocessable("limit must be 1..=1000".into()));
-    }
-    bank.find_similar_scoped(
-        &req.query_embedding,
-        &req.context,
-        req.limit,
-        req.min_similarity,
-        scope(c),
-    )
-    .map_err(bad)
+) -> Result<crate::bank::Found, ApiError> {
+    let segment = segment_or_default(req.segment.as_deref())?;
+    Ok(s.bank
+        .find(
+            &segment,
+            caller(c),
+            &req.query_embedding,
+            &req.context,
+            req.limit,
+            req.min_similarity,
+        )
+        .await?)
 }
 
 async fn find_similar(
@@ -196,8 +166,7 @@ async fn find_similar(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let req: SimilarRequest = decode(&headers, &body)?;
-    let bank = s.bank.bank.lock().await;
-    let found = find(&bank, &c, &req).await?;
+    let found = find(&s, &c, &req).await?;
     let out = SimilarReply {
         matches: found.matches.iter().map(MatchedPatternOut::from).collect(),
         total_patterns_searched: found.total_patterns_searched,
@@ -237,8 +206,7 @@ async fn apply(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let req: ApplyRequest = decode(&headers, &body)?;
-    let bank = s.bank.bank.lock().await;
-    let found = find(&bank, &c, &req.search).await?;
+    let found = find(&s, &c, &req.search).await?;
     let candidates: Vec<Candidate> = req
         .candidates
         .iter()
@@ -247,9 +215,7 @@ async fn apply(
             score: c.score,
         })
         .collect();
-    let boosted = bank
-        .apply_patterns(&candidates, &found.matches)
-        .map_err(bad)?;
+    let boosted = s.bank.apply(&candidates, &found.matches)?;
     let out: Vec<BoostedOut> = boosted
         .into_iter()
         .map(|b| BoostedOut {
@@ -264,32 +230,90 @@ async fn apply(
     Ok(reply(&headers, StatusCode::OK, &out))
 }
 
-#[derive(Deserialize, Serialize, Debug)]
-pub struct MaintenanceReply {
-    pub decayed: usize,
-    pub pruned: usize,
-    pub merged: usize,
-    pub compacted: bool,
-    pub patterns: usize,
+/// Which job the admin trigger runs.
+#[derive(Deserialize, Serialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum MaintenanceKind {
+    /// The daily job: decay, prune, merge, compact (the default).
+    #[default]
+    Maintain,
+    /// The weekly job: global (cross-segment and per-segment) aggregation.
+    Aggregate,
+    /// Both, maintenance first.
+    All,
 }
 
+impl std::str::FromStr for MaintenanceKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "" | "maintain" => Ok(MaintenanceKind::Maintain),
+            "aggregate" => Ok(MaintenanceKind::Aggregate),
+            "all" => Ok(MaintenanceKind::All),
+            other => Err(format!(
+                "unknown maintenance kind {other:?} (maintain, aggregate or all)"
+            )),
+        }
+    }
+}
+
+#[derive(Deserialize, Serialize, Debug, Default)]
+pub struct MaintenanceRequest {
+    #[serde(default)]
+    pub kind: MaintenanceKind,
+    /// Maintain only this segment (all when absent); aggregation always spans all.
+    #[serde(default)]
+    pub segment: Option<String>,
+}
+
+#[derive(Deserialize, Serialize, Debug, PartialEq)]
+pub struct MaintenanceReply {
+    pub maintained: Option<MaintainReport>,
+    pub aggregated: Option<AggregateReport>,
+}
+
+/// Run the admin-triggered job(s) now.
+pub(crate) async fn run_maintenance(
+    s: &AppState,
+    req: &MaintenanceRequest,
+) -> Result<MaintenanceReply, crate::bank::BankServiceError> {
+    let segment = match req.segment.as_deref() {
+        None | Some("") => None,
+        Some(seg) => {
+            crate::bank::check_segment(seg)?;
+            Some(seg)
+        }
+    };
+    let now = now_secs();
+    let maintained = match req.kind {
+        MaintenanceKind::Maintain | MaintenanceKind::All => {
+            Some(s.bank.maintain(segment, now).await?)
+        }
+        MaintenanceKind::Aggregate => None,
+    };
+    let aggregated = match req.kind {
+        MaintenanceKind::Aggregate | MaintenanceKind::All => Some(s.bank.aggregate(now).await?),
+        MaintenanceKind::Maintain => None,
+    };
+    Ok(MaintenanceReply {
+        maintained,
+        aggregated,
+    })
+}
+
+/// RunMaintenance: `{kind?: "maintain"|"aggregate"|"all", segment?}`; an
+/// empty body runs the daily maintenance of every segment.
 async fn maintenance(
     State(s): State<AppState>,
     Admin(_): Admin,
     headers: HeaderMap,
+    body: Bytes,
 ) -> Result<Response, ApiError> {
-    let mut bank = s.bank.bank.lock().await;
-    let r = bank.maintain(now_secs());
-    save(&s, &bank).await?;
-    let out = MaintenanceReply {
-        decayed: r.decayed.len(),
-        pruned: r.pruned.len(),
-        merged: r.merged.len(),
-        compacted: r.compacted,
-        patterns: bank.len(),
+    let req: MaintenanceRequest = if body.is_empty() {
+        MaintenanceRequest::default()
+    } else {
+        decode(&headers, &body)?
     };
+    let out = run_maintenance(&s, &req).await?;
     Ok(reply(&headers, StatusCode::OK, &out))
 }
-
-/// Shared handle type for AppState.
-pub type SharedBank = Arc<BankService>;

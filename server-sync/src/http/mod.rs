@@ -38,7 +38,7 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub adapters: Arc<adapter::AdapterService>,
     pub router: Arc<router::RouterService>,
-    pub bank: bank::SharedBank,
+    pub bank: Arc<crate::bank::BankService>,
 }
 
 /// The whole API, with body-size limit and response metrics.

@@ -36,7 +36,7 @@ async fn upload(
         "application/octet-stream" | "application/x-sona-update" | "" => {
             let u = AdapterUpdate::from_bytes(&body)
                 .map_err(|e| ApiError::BadRequest(e.to_string()))?;
-            (u, Some(body.to_vec()))
+            (u, Some(body))
         }
         _ => {
             let u: AdapterUpdate = decode(&headers, &body)?;

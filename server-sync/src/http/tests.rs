@@ -21,6 +21,9 @@ pub fn test_config(store_url: String) -> ServeConfig {
         round_interval_secs: 0,
         round_max_users: 64,
         router_model: None,
+        bank_maintain_interval_secs: 0,
+        bank_aggregate_interval_secs: 0,
+        bank_max_segments: 8,
         grpc_listen: None,
         dim: 16,
         rank: 4,
@@ -631,7 +634,7 @@ async fn router_service_routes_selects_and_counts() {
 }
 
 #[tokio::test]
-async fn bank_service_is_scoped_per_user_and_persists() {
+async fn bank_service_is_scoped_per_user_and_segment_and_persists() {
     let (s, app, dir) = setup().await;
     let alice = token(&s, Role::User, "alice");
     let bob = token(&s, Role::User, "bob");
@@ -720,19 +723,18 @@ async fn bank_service_is_scoped_per_user_and_persists() {
     let (_, body) = send(&app, "POST", "/v1/bank/apply", Some(&bob), js, apply).await;
     let ranked: Vec<bank::BoostedOut> = serde_json::from_slice(&body).unwrap();
     assert_eq!((ranked[0].id, ranked[0].boost), (9, 0.0));
-    assert_eq!(
-        send(
-            &app,
-            "POST",
-            "/v1/admin/bank/maintenance",
-            Some(&alice),
-            None,
-            vec![]
-        )
-        .await
-        .0,
-        StatusCode::FORBIDDEN
-    );
+    // The admin trigger: 401 without a token, 403 for a user, either kind.
+    let agg = serde_json::to_vec(&serde_json::json!({"kind": "aggregate"})).unwrap();
+    for (tok, want) in [
+        (None, StatusCode::UNAUTHORIZED),
+        (Some(&alice), StatusCode::FORBIDDEN),
+    ] {
+        for body in [vec![], agg.clone()] {
+            let t = tok.map(|t| t.as_str());
+            let (st, _) = send(&app, "POST", "/v1/admin/bank/maintenance", t, js, body).await;
+            assert_eq!(st, want);
+        }
+    }
     let (st, body) = send(
         &app,
         "POST",
@@ -743,6 +745,84 @@ async fn bank_service_is_scoped_per_user_and_persists() {
     )
     .await;
     assert_eq!(st, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    let r: bank::MaintenanceReply = serde_json::from_slice(&body).unwrap();
+    assert_eq!(r.maintained.unwrap().segments, 1);
+    assert!(r.aggregated.is_none());
+    let (st, body) = send(
+        &app,
+        "POST",
+        "/v1/admin/bank/maintenance",
+        Some(&admin),
+        js,
+        agg,
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    let r: bank::MaintenanceReply = serde_json::from_slice(&body).unwrap();
+    assert!(r.maintained.is_none());
+    assert_eq!(r.aggregated.unwrap().input_patterns, 2);
+    for bad in [
+        serde_json::json!({"kind": "weekly"}),
+        serde_json::json!({"segment": "a/b"}),
+    ] {
+        let (st, _) = send(
+            &app,
+            "POST",
+            "/v1/admin/bank/maintenance",
+            Some(&admin),
+            js,
+            serde_json::to_vec(&bad).unwrap(),
+        )
+        .await;
+        assert!(
+            st == StatusCode::BAD_REQUEST || st == StatusCode::UNPROCESSABLE_ENTITY,
+            "{bad}: {st}"
+        );
+    }
+    // Segments: a bad name is refused; another segment does not see alice's pattern.
+    let seg = |name: &str| {
+        serde_json::to_vec(&serde_json::json!({"query_embedding": e, "segment": name})).unwrap()
+    };
+    let (st, _) = send(
+        &app,
+        "POST",
+        "/v1/bank/similar",
+        Some(&alice),
+        js,
+        seg("a b"),
+    )
+    .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
+    let (st, body) = send(
+        &app,
+        "POST",
+        "/v1/bank/similar",
+        Some(&alice),
+        js,
+        seg("kids"),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(serde_json::from_slice::<bank::SimilarReply>(&body)
+        .unwrap()
+        .matches
+        .is_empty());
+    let (_, body) = send(
+        &app,
+        "POST",
+        "/v1/bank/similar",
+        Some(&alice),
+        js,
+        seg("default"),
+    )
+    .await;
+    assert_eq!(
+        serde_json::from_slice::<bank::SimilarReply>(&body)
+            .unwrap()
+            .matches
+            .len(),
+        1
+    );
     // The bank survives a restart.
     s.store.close().await;
     let cfg = test_config(format!("sqlite://{}", dir.join("s.db").display()));
@@ -758,5 +838,70 @@ async fn bank_service_is_scoped_per_user_and_persists() {
         1
     );
     s2.store.close().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The scheduler's timer (not only `tick`): with a 1 s maintenance interval
+/// a weak pattern is pruned without any request (bounded wait on the effect).
+#[tokio::test]
+async fn scheduled_bank_maintenance_runs_on_its_timer() {
+    let dir = std::env::temp_dir().join(unique_prefix("bankloop"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut cfg = test_config(format!("sqlite://{}", dir.join("s.db").display()));
+    cfg.bank_maintain_interval_secs = 1;
+    let state = crate::server::build_state(&cfg).await.unwrap();
+    let e: Vec<f32> = (0..16).map(|i| if i == 3 { 1.0 } else { 0.0 }).collect();
+    let alice = crate::bank::Caller {
+        user: Some(crate::bank::owner("alice")),
+    };
+    state
+        .bank
+        .store_pattern(
+            "kids",
+            alice,
+            e.clone(),
+            vec![1],
+            Default::default(),
+            0.1,
+            0,
+            now_secs(),
+        )
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = {
+        let (state, cfg) = (state.clone(), cfg.clone());
+        tokio::spawn(async move {
+            crate::server::serve(listener, state, &cfg, async {
+                let _ = stopped.await;
+            })
+            .await
+        })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let found = state
+            .bank
+            .find("kids", alice, &e, &Default::default(), 5, 0.0)
+            .await
+            .unwrap();
+        if found.matches.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "maintenance never ran"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(state
+        .store
+        .get_meta(crate::bank::META_LAST_MAINTAIN)
+        .await
+        .unwrap()
+        .is_some());
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -23,7 +23,7 @@ pub async fn exercise(store: Arc<dyn Store>) {
             s.append_update(UpdateRecord {
                 user_id: format!("u{}", i % 7),
                 global_version: 0,
-                bytes: vec![i as u8; 100],
+                bytes: vec![i as u8; 100].into(),
             })
             .await
             .unwrap()
@@ -104,6 +104,21 @@ pub async fn exercise(store: Arc<dyn Store>) {
         "first"
     );
     assert_eq!(store.get_meta("k").await.unwrap().as_deref(), Some("first"));
+    // put_meta overwrites.
+    store.put_meta("k", "third".into()).await.unwrap();
+    store.put_meta("fresh", "1".into()).await.unwrap();
+    assert_eq!(store.get_meta("k").await.unwrap().as_deref(), Some("third"));
+    assert_eq!(store.get_meta("fresh").await.unwrap().as_deref(), Some("1"));
+
+    // Banks: one row per segment, upsert, listed sorted.
+    assert!(store.bank_segments().await.unwrap().is_empty());
+    assert_eq!(store.get_bank("kids").await.unwrap(), None);
+    store.put_bank("kids", vec![1, 2]).await.unwrap();
+    store.put_bank("drama", vec![3]).await.unwrap();
+    store.put_bank("kids", vec![4, 5, 6]).await.unwrap();
+    assert_eq!(store.get_bank("kids").await.unwrap(), Some(vec![4, 5, 6]));
+    assert_eq!(store.get_bank("drama").await.unwrap(), Some(vec![3]));
+    assert_eq!(store.bank_segments().await.unwrap(), vec!["drama", "kids"]);
 }
 
 pub const PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
@@ -122,7 +137,7 @@ async fn sqlite_store_conforms_and_persists() {
         s.append_update(UpdateRecord {
             user_id: "x".into(),
             global_version: 0,
-            bytes: vec![]
+            bytes: Default::default()
         })
         .await,
         Err(StoreError::Closed)
@@ -130,6 +145,8 @@ async fn sqlite_store_conforms_and_persists() {
     let again = open(&url, "", None).await.unwrap();
     assert_eq!(again.count_after(0).await.unwrap(), 40);
     assert_eq!(again.get_adapter("alice").await.unwrap(), Some(vec![4, 5]));
+    assert_eq!(again.get_bank("kids").await.unwrap(), Some(vec![4, 5, 6]));
+    assert_eq!(again.get_meta("k").await.unwrap().as_deref(), Some("third"));
     again.close().await;
     let _ = std::fs::remove_dir_all(dir);
 }

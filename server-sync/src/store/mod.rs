@@ -37,8 +37,8 @@ pub type StoreResult<T> = Result<T, StoreError>;
 pub struct UpdateRecord {
     pub user_id: String,
     pub global_version: u64,
-    /// `SNAU` bytes exactly as uploaded.
-    pub bytes: Vec<u8>,
+    /// `SNAU` bytes exactly as uploaded (shared with the request body, not copied).
+    pub bytes: axum::body::Bytes,
 }
 
 /// A stored update with its sequence number (monotone, assigned at commit).
@@ -89,6 +89,14 @@ pub trait Store: Send + Sync + 'static {
     fn get_meta(&self, key: &str) -> BoxFuture<'_, StoreResult<Option<String>>>;
     /// Insert if absent; returns the stored value (first writer wins).
     fn init_meta(&self, key: &str, value: String) -> BoxFuture<'_, StoreResult<String>>;
+    /// Set (insert or overwrite) a meta value.
+    fn put_meta(&self, key: &str, value: String) -> BoxFuture<'_, StoreResult<()>>;
+    /// The saved ReasoningBank of one segment (`ReasoningBank::to_bytes`).
+    fn get_bank(&self, segment: &str) -> BoxFuture<'_, StoreResult<Option<Vec<u8>>>>;
+    /// Save (insert or replace) one segment's bank.
+    fn put_bank(&self, segment: &str, bytes: Vec<u8>) -> BoxFuture<'_, StoreResult<()>>;
+    /// Every segment with a saved bank, sorted.
+    fn bank_segments(&self) -> BoxFuture<'_, StoreResult<Vec<String>>>;
     /// Flush pending writes and stop the writer (graceful shutdown).
     fn close(&self) -> BoxFuture<'_, ()>;
     fn backend(&self) -> &'static str;

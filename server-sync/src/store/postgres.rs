@@ -22,6 +22,8 @@ enum Cmd {
     PutGlobal(GlobalRecord, oneshot::Sender<StoreResult<()>>),
     PutAdapter(String, Vec<u8>, oneshot::Sender<StoreResult<()>>),
     InitMeta(String, String, oneshot::Sender<StoreResult<String>>),
+    PutMeta(String, String, oneshot::Sender<StoreResult<()>>),
+    PutBank(String, Vec<u8>, oneshot::Sender<StoreResult<()>>),
     Close(oneshot::Sender<()>),
 }
 
@@ -31,6 +33,7 @@ struct Tables {
     globals: String,
     adapters: String,
     meta: String,
+    banks: String,
 }
 
 pub struct PgStore {
@@ -58,6 +61,7 @@ impl PgStore {
             globals: format!("{prefix}globals"),
             adapters: format!("{prefix}adapters"),
             meta: format!("{prefix}meta"),
+            banks: format!("{prefix}banks"),
         };
         let writer = client(url).await?;
         writer
@@ -65,11 +69,13 @@ impl PgStore {
                 "CREATE TABLE IF NOT EXISTS {u} (seq BIGSERIAL PRIMARY KEY, user_id TEXT NOT NULL, global_version BIGINT NOT NULL, bytes BYTEA NOT NULL);
                  CREATE TABLE IF NOT EXISTS {g} (version BIGINT PRIMARY KEY, state BYTEA NOT NULL, consumed_seq BIGINT NOT NULL);
                  CREATE TABLE IF NOT EXISTS {a} (user_id TEXT PRIMARY KEY, bytes BYTEA NOT NULL);
-                 CREATE TABLE IF NOT EXISTS {m} (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
+                 CREATE TABLE IF NOT EXISTS {m} (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+                 CREATE TABLE IF NOT EXISTS {b} (segment TEXT PRIMARY KEY, bytes BYTEA NOT NULL);",
                 u = t.updates,
                 g = t.globals,
                 a = t.adapters,
-                m = t.meta
+                m = t.meta,
+                b = t.banks
             ))
             .await?;
         let reader = client(url).await?;
@@ -87,8 +93,8 @@ impl PgStore {
         let t = &self.t;
         self.reader
             .batch_execute(&format!(
-                "DROP TABLE IF EXISTS {}, {}, {}, {}",
-                t.updates, t.globals, t.adapters, t.meta
+                "DROP TABLE IF EXISTS {}, {}, {}, {}, {}",
+                t.updates, t.globals, t.adapters, t.meta, t.banks
             ))
             .await?;
         Ok(())
@@ -134,10 +140,12 @@ async fn writer_loop(mut c: Client, t: Tables, mut rx: mpsc::UnboundedReceiver<C
             let tx = c.transaction().await?;
             let stmt = tx.prepare(&ins_update).await?;
             let versions: Vec<i64> = appends.iter().map(|(r, _)| r.global_version as i64).collect();
+            let blobs: Vec<&[u8]> = appends.iter().map(|(r, _)| &r.bytes[..]).collect();
             let params: Vec<[&(dyn ToSql + Sync); 3]> = appends
                 .iter()
                 .zip(&versions)
-                .map(|((r, _), v)| [&r.user_id as &(dyn ToSql + Sync), v, &r.bytes])
+                .zip(&blobs)
+                .map(|(((r, _), v), b)| [&r.user_id as &(dyn ToSql + Sync), v, b])
                 .collect();
             let seqs = join_all(params.iter().map(|p| tx.query_one(&stmt, p)))
             .await
@@ -190,6 +198,22 @@ async fn writer_loop(mut c: Client, t: Tables, mut rx: mpsc::UnboundedReceiver<C
                             .await?;
                         done.push(Done::Text(s, row.get(0)));
                     }
+                    Cmd::PutMeta(k, v, s) => {
+                        tx.execute(
+                            &format!("INSERT INTO {} (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value", t.meta),
+                            &[&k, &v],
+                        )
+                        .await?;
+                        done.push(Done::Unit(s, Ok(())));
+                    }
+                    Cmd::PutBank(segment, b, s) => {
+                        tx.execute(
+                            &format!("INSERT INTO {} (segment, bytes) VALUES ($1, $2) ON CONFLICT (segment) DO UPDATE SET bytes = EXCLUDED.bytes", t.banks),
+                            &[&segment, &b],
+                        )
+                        .await?;
+                        done.push(Done::Unit(s, Ok(())));
+                    }
                     Cmd::Append(..) | Cmd::Close(_) => unreachable!("split above"),
                 }
             }
@@ -239,7 +263,10 @@ fn fail(cmd: Cmd, msg: &str) {
     let e = || StoreError::Other(msg.to_string());
     match cmd {
         Cmd::Append(_, s) => drop(s.send(Err(e()))),
-        Cmd::PutGlobal(_, s) | Cmd::PutAdapter(_, _, s) => drop(s.send(Err(e()))),
+        Cmd::PutGlobal(_, s)
+        | Cmd::PutAdapter(_, _, s)
+        | Cmd::PutMeta(_, _, s)
+        | Cmd::PutBank(_, _, s) => drop(s.send(Err(e()))),
         Cmd::InitMeta(_, _, s) => drop(s.send(Err(e()))),
         Cmd::Close(s) => drop(s.send(())),
     }
@@ -414,6 +441,43 @@ impl Store for PgStore {
     fn init_meta(&self, key: &str, value: String) -> BoxFuture<'_, StoreResult<String>> {
         let key = key.to_string();
         Box::pin(ask(self, |s| Cmd::InitMeta(key, value, s)))
+    }
+
+    fn put_meta(&self, key: &str, value: String) -> BoxFuture<'_, StoreResult<()>> {
+        let key = key.to_string();
+        Box::pin(ask(self, |s| Cmd::PutMeta(key, value, s)))
+    }
+
+    fn get_bank(&self, segment: &str) -> BoxFuture<'_, StoreResult<Option<Vec<u8>>>> {
+        let segment = segment.to_string();
+        Box::pin(async move {
+            let row = self
+                .reader
+                .query_opt(
+                    &format!("SELECT bytes FROM {} WHERE segment = $1", self.t.banks),
+                    &[&segment],
+                )
+                .await?;
+            Ok(row.map(|r| r.get(0)))
+        })
+    }
+
+    fn put_bank(&self, segment: &str, bytes: Vec<u8>) -> BoxFuture<'_, StoreResult<()>> {
+        let segment = segment.to_string();
+        Box::pin(ask(self, |s| Cmd::PutBank(segment, bytes, s)))
+    }
+
+    fn bank_segments(&self) -> BoxFuture<'_, StoreResult<Vec<String>>> {
+        Box::pin(async move {
+            let rows = self
+                .reader
+                .query(
+                    &format!("SELECT segment FROM {} ORDER BY segment", self.t.banks),
+                    &[],
+                )
+                .await?;
+            Ok(rows.into_iter().map(|r| r.get(0)).collect())
+        })
     }
 
     fn close(&self) -> BoxFuture<'_, ()> {

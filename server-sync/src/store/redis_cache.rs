@@ -133,6 +133,18 @@ impl Store for RedisCache {
     fn init_meta(&self, key: &str, value: String) -> BoxFuture<'_, StoreResult<String>> {
         self.inner.init_meta(key, value)
     }
+    fn put_meta(&self, key: &str, value: String) -> BoxFuture<'_, StoreResult<()>> {
+        self.inner.put_meta(key, value)
+    }
+    fn get_bank(&self, segment: &str) -> BoxFuture<'_, StoreResult<Option<Vec<u8>>>> {
+        self.inner.get_bank(segment)
+    }
+    fn put_bank(&self, segment: &str, bytes: Vec<u8>) -> BoxFuture<'_, StoreResult<()>> {
+        self.inner.put_bank(segment, bytes)
+    }
+    fn bank_segments(&self) -> BoxFuture<'_, StoreResult<Vec<String>>> {
+        self.inner.bank_segments()
+    }
     fn close(&self) -> BoxFuture<'_, ()> {
         self.inner.close()
     }

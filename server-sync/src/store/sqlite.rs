@@ -23,6 +23,8 @@ enum Cmd {
     PutGlobal(GlobalRecord, oneshot::Sender<StoreResult<()>>),
     PutAdapter(String, Vec<u8>, oneshot::Sender<StoreResult<()>>),
     InitMeta(String, String, oneshot::Sender<StoreResult<String>>),
+    PutMeta(String, String, oneshot::Sender<StoreResult<()>>),
+    PutBank(String, Vec<u8>, oneshot::Sender<StoreResult<()>>),
     Close(oneshot::Sender<()>),
 }
 
@@ -39,6 +41,7 @@ struct Tables {
     globals: String,
     adapters: String,
     meta: String,
+    banks: String,
 }
 
 impl Tables {
@@ -48,13 +51,28 @@ impl Tables {
             globals: format!("{prefix}globals"),
             adapters: format!("{prefix}adapters"),
             meta: format!("{prefix}meta"),
+            banks: format!("{prefix}banks"),
         }
     }
 }
 
+fn env_or(name: &str, default: i64) -> i64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 fn connect(path: &str) -> rusqlite::Result<Connection> {
     let c = Connection::open(path)?;
+    // Takes effect only on a new, empty file (before WAL mode is set).
+    c.pragma_update(None, "page_size", env_or("SONA_SQLITE_PAGE_SIZE", 4096))?;
     c.pragma_update(None, "journal_mode", "WAL")?;
+    c.pragma_update(
+        None,
+        "wal_autocheckpoint",
+        env_or("SONA_SQLITE_WAL_AUTOCHECKPOINT", 1000),
+    )?;
     c.pragma_update(
         None,
         "synchronous",
@@ -74,11 +92,13 @@ impl SqliteStore {
             "CREATE TABLE IF NOT EXISTS {u} (seq INTEGER PRIMARY KEY AUTOINCREMENT, user_id TEXT NOT NULL, global_version INTEGER NOT NULL, bytes BLOB NOT NULL);
              CREATE TABLE IF NOT EXISTS {g} (version INTEGER PRIMARY KEY, state BLOB NOT NULL, consumed_seq INTEGER NOT NULL);
              CREATE TABLE IF NOT EXISTS {a} (user_id TEXT PRIMARY KEY, bytes BLOB NOT NULL);
-             CREATE TABLE IF NOT EXISTS {m} (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
+             CREATE TABLE IF NOT EXISTS {m} (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS {b} (segment TEXT PRIMARY KEY, bytes BLOB NOT NULL);",
             u = t.updates,
             g = t.globals,
             a = t.adapters,
-            m = t.meta
+            m = t.meta,
+            b = t.banks
         ))?;
         let reader = connect(path)?;
         let (tx, rx) = mpsc::channel();
@@ -148,7 +168,7 @@ fn writer_loop(c: &mut Connection, t: &Tables, rx: mpsc::Receiver<Cmd>) {
                     match cmd {
                         Cmd::Append(r, reply) => {
                             let out = ins
-                                .execute(params![r.user_id, r.global_version as i64, r.bytes])
+                                .execute(params![r.user_id, r.global_version as i64, &r.bytes[..]])
                                 .map(|_| tx.last_insert_rowid())
                                 .map_err(StoreError::from);
                             replies.push(Reply::Seq(reply, out));
@@ -188,6 +208,34 @@ fn writer_loop(c: &mut Connection, t: &Tables, rx: mpsc::Receiver<Cmd>) {
                             })()
                             .map_err(StoreError::from);
                             replies.push(Reply::Text(reply, out));
+                        }
+                        Cmd::PutMeta(k, v, reply) => {
+                            let out = tx
+                                .execute(
+                                    &format!(
+                                        "INSERT INTO {} (key, value) VALUES (?1, ?2)
+                                         ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                                        t.meta
+                                    ),
+                                    params![k, v],
+                                )
+                                .map(|_| ())
+                                .map_err(StoreError::from);
+                            replies.push(Reply::Unit(reply, out));
+                        }
+                        Cmd::PutBank(segment, bytes, reply) => {
+                            let out = tx
+                                .execute(
+                                    &format!(
+                                        "INSERT INTO {} (segment, bytes) VALUES (?1, ?2)
+                                         ON CONFLICT(segment) DO UPDATE SET bytes = excluded.bytes",
+                                        t.banks
+                                    ),
+                                    params![segment, bytes],
+                                )
+                                .map(|_| ())
+                                .map_err(StoreError::from);
+                            replies.push(Reply::Unit(reply, out));
                         }
                         Cmd::Close(done) => closing.push(done),
                     }
@@ -406,6 +454,36 @@ impl Store for SqliteStore {
     fn init_meta(&self, key: &str, value: String) -> BoxFuture<'_, StoreResult<String>> {
         let key = key.to_string();
         Box::pin(ask(self, |s| Cmd::InitMeta(key, value, s)))
+    }
+
+    fn put_meta(&self, key: &str, value: String) -> BoxFuture<'_, StoreResult<()>> {
+        let key = key.to_string();
+        Box::pin(ask(self, |s| Cmd::PutMeta(key, value, s)))
+    }
+
+    fn get_bank(&self, segment: &str) -> BoxFuture<'_, StoreResult<Option<Vec<u8>>>> {
+        let segment = segment.to_string();
+        self.read(move |c, t| {
+            c.query_row(
+                &format!("SELECT bytes FROM {} WHERE segment = ?1", t.banks),
+                [segment],
+                |r| r.get(0),
+            )
+            .optional()
+        })
+    }
+
+    fn put_bank(&self, segment: &str, bytes: Vec<u8>) -> BoxFuture<'_, StoreResult<()>> {
+        let segment = segment.to_string();
+        Box::pin(ask(self, |s| Cmd::PutBank(segment, bytes, s)))
+    }
+
+    fn bank_segments(&self) -> BoxFuture<'_, StoreResult<Vec<String>>> {
+        self.read(|c, t| {
+            let mut st = c.prepare(&format!("SELECT segment FROM {} ORDER BY segment", t.banks))?;
+            let rows = st.query_map([], |r| r.get(0))?;
+            rows.collect()
+        })
     }
 
     fn close(&self) -> BoxFuture<'_, ()> {
