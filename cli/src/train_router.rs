@@ -51,7 +51,7 @@ pub struct TrainArgs {
     minilm: Option<PathBuf>,
     #[arg(long, default_value_t = 15)]
     epochs: usize,
-    #[arg(long, default_value_t = 48)]
+    #[arg(long, default_value_t = 64)]
     hidden: usize,
     #[arg(long, default_value_t = 16)]
     emb_dim: usize,
@@ -85,8 +85,14 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 0.2)]
     noise: f32,
     /// Return an exponential moving average of the weights (decay per step; 0 = off).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.999)]
     ema: f32,
+    /// Label smoothing ε of the training loss (0 = plain cross-entropy).
+    #[arg(long, default_value_t = 0.0)]
+    label_smoothing: f32,
+    /// Probability of swapping a word with its neighbour during training (word-order noise).
+    #[arg(long, default_value_t = 0.0)]
+    word_swap: f32,
     /// Head reads the mean of all hidden states instead of the last one.
     #[arg(long)]
     mean_pool: bool,
@@ -226,6 +232,8 @@ pub fn run(a: TrainArgs) -> Result<()> {
         clip_norm: 5.0,
         sparsity,
         ema_decay: if a.ema > 0.0 { Some(a.ema) } else { None },
+        label_smoothing: a.label_smoothing,
+        word_swap: a.word_swap,
     };
     match a.input {
         InputChoice::Text => train_text_router(&a, &splits, &handwritten, tcfg),
@@ -420,7 +428,7 @@ fn train_text_router(
         ));
     }
     let meta = format!(
-        "sona train-router --data <ml-100k> --seed {}{} --min-n {} --max-n {} --per-route {} --epochs {} --hidden {} --emb-dim {} --buckets {} --keep {} --lr {} --batch {} --word-dropout {} --typo {} --noise {} --ema {}{}{}{}\n{}\ndensity W {:.3} U {:.3}",
+        "sona train-router --data <ml-100k> --seed {}{} --min-n {} --max-n {} --per-route {} --epochs {} --hidden {} --emb-dim {} --buckets {} --keep {} --lr {} --batch {} --word-dropout {} --typo {} --noise {} --ema {}{}{}{}{}{}\n{}\ndensity W {:.3} U {:.3}",
         a.seed,
         a.init_seed.map(|s| format!(" --init-seed {s}")).unwrap_or_default(),
         a.min_n,
@@ -440,6 +448,16 @@ fn train_text_router(
         a.w_rank.map(|r| format!(" --w-rank {r}")).unwrap_or_default(),
         a.u_rank.map(|r| format!(" --u-rank {r}")).unwrap_or_default(),
         if a.mean_pool { " --mean-pool" } else { "" },
+        if a.label_smoothing > 0.0 {
+            format!(" --label-smoothing {}", a.label_smoothing)
+        } else {
+            String::new()
+        },
+        if a.word_swap > 0.0 {
+            format!(" --word-swap {}", a.word_swap)
+        } else {
+            String::new()
+        },
         lines.join("\n"),
         report.density_w,
         report.density_u,

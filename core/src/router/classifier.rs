@@ -4,8 +4,8 @@
 
 use super::error::RouterError;
 use super::fastgrnn::{
-    backward, backward_embed, embed_input, forward, loss, Cache, InputKind, ModelConfig, Params,
-    SeqInput, N_TENSORS,
+    backward_embed, backward_smoothed, embed_input, forward, loss, Cache, InputKind, ModelConfig,
+    Params, SeqInput, N_TENSORS,
 };
 use super::tokenizer::{words, Tokenizer, Tokens};
 use crate::optim::{Adam, AdamConfig};
@@ -55,6 +55,11 @@ pub struct TrainConfig {
     /// When set, the returned weights are an exponential moving average of the
     /// iterates (decay per step), which smooths out the last steps' noise.
     pub ema_decay: Option<f32>,
+    /// Label smoothing ε of the training loss (0 = plain cross-entropy).
+    pub label_smoothing: f32,
+    /// Probability of swapping a word with its right neighbour (text models; word-order
+    /// noise). 0 leaves the order, and the random stream, untouched.
+    pub word_swap: f32,
 }
 
 impl Default for TrainConfig {
@@ -71,6 +76,8 @@ impl Default for TrainConfig {
             clip_norm: 5.0,
             sparsity: None,
             ema_decay: None,
+            label_smoothing: 0.0,
+            word_swap: 0.0,
         }
     }
 }
@@ -81,9 +88,17 @@ impl TrainConfig {
         if self.epochs == 0 || self.batch_size == 0 {
             return bad("epochs and batch_size must be > 0");
         }
-        let probs = [self.word_dropout, self.typo_prob, self.lr_final_frac];
+        let probs = [
+            self.word_dropout,
+            self.typo_prob,
+            self.lr_final_frac,
+            self.label_smoothing,
+            self.word_swap,
+        ];
         if probs.iter().any(|p| !(0.0..=1.0).contains(p)) {
-            return bad("word_dropout, typo_prob, lr_final_frac must be in [0, 1]");
+            return bad(
+                "word_dropout, typo_prob, lr_final_frac, label_smoothing, word_swap must be in [0, 1]",
+            );
         }
         let pos = [self.lr, self.clip_norm];
         if pos.iter().any(|v| !v.is_finite() || *v <= 0.0) {
@@ -282,6 +297,17 @@ fn augment(ws: &[String], cfg: &TrainConfig, tk: &Tokenizer, rng: &mut Rng, out:
     }
     if kept.is_empty() {
         kept.push(ws[rng.below(ws.len())].clone());
+    }
+    if cfg.word_swap > 0.0 {
+        // Word-order noise: swap neighbours (a word moves at most one place per pass).
+        let mut i = 0;
+        while i + 1 < kept.len() {
+            if rng.chance(cfg.word_swap as f64) {
+                kept.swap(i, i + 1);
+                i += 1;
+            }
+            i += 1;
+        }
     }
     tk.tokenize_words(&kept, out);
 }
@@ -493,11 +519,12 @@ pub fn train(
                 if argmax(&cache.probs) == labels[i] {
                     correct += 1;
                 }
-                backward(
+                backward_smoothed(
                     &model,
                     &clf.params,
                     &cache,
                     labels[i],
+                    cfg.label_smoothing,
                     scale,
                     &mut grads,
                     &mut dxs,

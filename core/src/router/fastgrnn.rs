@@ -625,6 +625,40 @@ pub fn backward<T: Real>(
     g: &mut Params<T>,
     dxs: &mut Vec<T>,
 ) {
+    backward_smoothed(cfg, p, cache, target, T::zero(), scale, g, dxs)
+}
+
+/// Cross-entropy loss against a label-smoothed target: the target distribution puts
+/// `1 − smoothing + smoothing / C` on `target` and `smoothing / C` on every other class
+/// (Szegedy et al. 2016). Equals [`backward`] for `smoothing = 0`.
+pub fn smoothed_loss<T: Real>(cache: &Cache<T>, target: usize, smoothing: T) -> T {
+    let c = T::from_f64(cache.probs.len() as f64);
+    let floor = T::from_f64(1e-30);
+    let mut l = T::zero();
+    for (k, &p) in cache.probs.iter().enumerate() {
+        let y = smoothing / c
+            + if k == target {
+                T::one() - smoothing
+            } else {
+                T::zero()
+            };
+        l += -(y * (if p > floor { p } else { floor }).ln());
+    }
+    l
+}
+
+/// [`backward`] for the label-smoothed loss [`smoothed_loss`].
+#[allow(clippy::too_many_arguments)]
+pub fn backward_smoothed<T: Real>(
+    cfg: &ModelConfig,
+    p: &Params<T>,
+    cache: &Cache<T>,
+    target: usize,
+    smoothing: T,
+    scale: T,
+    g: &mut Params<T>,
+    dxs: &mut Vec<T>,
+) {
     let d = cfg.input_dim();
     let h = cfg.hidden;
     let c = cfg.n_classes;
@@ -634,7 +668,12 @@ pub fn backward<T: Real>(
     // Head.
     let dlogit: Vec<T> = (0..c)
         .map(|k| {
-            let y = if k == target { T::one() } else { T::zero() };
+            let off = smoothing / T::from_f64(c as f64);
+            let y = if k == target {
+                T::one() - smoothing + off
+            } else {
+                off
+            };
             (cache.probs[k] - y) * scale
         })
         .collect();
@@ -775,23 +814,37 @@ mod tests {
         p
     }
 
-    fn loss_of(cfg: &ModelConfig, p: &Params<f64>, input: SeqInput<'_>, y: usize) -> f64 {
+    fn loss_of(cfg: &ModelConfig, p: &Params<f64>, input: SeqInput<'_>, y: usize, sm: f64) -> f64 {
         let mut c = Cache::default();
         embed_input(cfg, p, input, &mut c.xs).unwrap();
         forward(cfg, p, &mut c);
-        loss(&c, y)
+        if sm == 0.0 {
+            loss(&c, y)
+        } else {
+            smoothed_loss(&c, y, sm)
+        }
     }
 
     /// Central finite differences vs. analytic gradients on every entry of every
     /// non-empty tensor, in f64.
     fn grad_check(cfg: &ModelConfig, input: SeqInput<'_>, y: usize, seed: u64) {
+        grad_check_smoothed(cfg, input, y, seed, 0.0)
+    }
+
+    /// [`grad_check`] for the label-smoothed loss (`sm = 0`: plain cross-entropy
+    /// through [`backward`]).
+    fn grad_check_smoothed(cfg: &ModelConfig, input: SeqInput<'_>, y: usize, seed: u64, sm: f64) {
         let p = random_params(cfg, seed);
         let mut g = Params::<f64>::zeros(cfg);
         let mut c = Cache::default();
         embed_input(cfg, &p, input, &mut c.xs).unwrap();
         forward(cfg, &p, &mut c);
         let mut dxs = Vec::new();
-        backward(cfg, &p, &c, y, 1.0, &mut g, &mut dxs);
+        if sm == 0.0 {
+            backward(cfg, &p, &c, y, 1.0, &mut g, &mut dxs);
+        } else {
+            backward_smoothed(cfg, &p, &c, y, sm, 1.0, &mut g, &mut dxs);
+        }
         backward_embed(cfg, input, &dxs, &mut g);
         let eps = 1e-6;
         let mut checked = [0usize; N_TENSORS];
@@ -800,9 +853,9 @@ mod tests {
             for i in 0..n {
                 let mut pp = p.clone();
                 pp.tensors_mut()[k][i] += eps;
-                let lp = loss_of(cfg, &pp, input, y);
+                let lp = loss_of(cfg, &pp, input, y, sm);
                 pp.tensors_mut()[k][i] -= 2.0 * eps;
-                let lm = loss_of(cfg, &pp, input, y);
+                let lm = loss_of(cfg, &pp, input, y, sm);
                 let num = (lp - lm) / (2.0 * eps);
                 let ana = g.tensors()[k][i];
                 let err = (num - ana).abs() / (num.abs() + ana.abs()).max(1e-7);
@@ -849,6 +902,41 @@ mod tests {
         for y in 0..3 {
             grad_check(&cfg, SeqInput::Tokens(&tok), y, 11 + y as u64);
         }
+    }
+
+    #[test]
+    fn gradient_check_label_smoothed_loss_every_tensor() {
+        let cfg = text_cfg(None, None);
+        let InputKind::Text { tokenizer, .. } = cfg.input else {
+            unreachable!()
+        };
+        let tok = Tokenizer::new(tokenizer).tokenize("something cozy for tonight");
+        for y in 0..3 {
+            grad_check_smoothed(&cfg, SeqInput::Tokens(&tok), y, 21 + y as u64, 0.1);
+        }
+        let mean = ModelConfig {
+            pool: Pool::Mean,
+            ..text_cfg(Some(2), None)
+        };
+        grad_check_smoothed(&mean, SeqInput::Tokens(&tok), 1, 24, 0.2);
+    }
+
+    #[test]
+    fn smoothed_loss_is_cross_entropy_at_zero_and_penalises_confidence() {
+        let c = Cache::<f64> {
+            probs: vec![0.7, 0.2, 0.1],
+            ..Default::default()
+        };
+        assert!((smoothed_loss(&c, 0, 0.0) - loss(&c, 0)).abs() < 1e-12);
+        // Uniform mass on the wrong classes raises the loss of a confident prediction
+        // and lowers it for a spread-out one.
+        let confident = Cache::<f64> {
+            probs: vec![0.999, 0.0005, 0.0005],
+            ..Default::default()
+        };
+        assert!(smoothed_loss(&confident, 0, 0.1) > loss(&confident, 0) + 0.1);
+        let expected = -(0.9 + 0.1 / 3.0) * 0.7f64.ln() - (0.1 / 3.0) * (0.2f64.ln() + 0.1f64.ln());
+        assert!((smoothed_loss(&c, 0, 0.1) - expected).abs() < 1e-12);
     }
 
     #[test]

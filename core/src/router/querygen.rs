@@ -297,6 +297,45 @@ const HELD_TEMPLATE_FRACTION: f64 = 1.0 / 8.0;
 /// Share of test queries drawn from the held-out templates.
 const HELD_TEST_SHARE: f64 = 0.2;
 
+/// Synthetic "Firstname Lastname" people added to the train side (never to test).
+const SYNTHETIC_PEOPLE: usize = 400;
+
+/// `n` distinct synthetic names from [`phrases::FIRST_NAMES`] × [`phrases::SURNAMES`]
+/// (some with a middle initial or a second given name), none equal to, containing or
+/// contained in a name of `real` (compared lowercase), so a held-out real person never
+/// reaches the train side this way.
+fn synthetic_people(real: &[String], n: usize, rng: &mut Rng) -> Vec<String> {
+    let real: Vec<String> = real.iter().map(|p| p.to_lowercase()).collect();
+    let mut seen = HashSet::new();
+    let mut out = Vec::with_capacity(n);
+    let mut attempts = 0;
+    while out.len() < n && attempts < 50 * n + 100 {
+        attempts += 1;
+        let first = pick_str(rng, phrases::FIRST_NAMES);
+        let last = pick_str(rng, phrases::SURNAMES);
+        let x = rng.next_f64();
+        let name = if x < 0.10 {
+            let initial = (b'A' + rng.below(26) as u8) as char;
+            format!("{first} {initial}. {last}")
+        } else if x < 0.15 {
+            format!("{first} {} {last}", pick_str(rng, phrases::FIRST_NAMES))
+        } else {
+            format!("{first} {last}")
+        };
+        let l = name.to_lowercase();
+        if real
+            .iter()
+            .any(|r| l.contains(r.as_str()) || r.contains(l.as_str()))
+        {
+            continue;
+        }
+        if seen.insert(l) {
+            out.push(name);
+        }
+    }
+    out
+}
+
 /// Everything decided once per seed: pools and held-out sets.
 struct Plan {
     train_side: SidePools,
@@ -371,6 +410,10 @@ impl Plan {
         if years.is_empty() {
             years = (1975..2000).map(|y| y.to_string()).collect();
         }
+
+        let synthetic = synthetic_people(&people, SYNTHETIC_PEOPLE, &mut Rng::new(rng.next_u64()));
+        let mut train_people = train_people;
+        train_people.extend(synthetic);
 
         Plan {
             train_side: SidePools {

@@ -228,6 +228,48 @@ fn test_titles_people_and_templates_are_held_out() {
 }
 
 #[test]
+fn synthetic_people_are_train_only_and_never_real_people() {
+    let f = facts();
+    let mut rng = Rng::new(5);
+    let plan = Plan::new(&f, &mut rng);
+    let real: Vec<String> = phrases::PEOPLE.iter().map(|p| p.to_lowercase()).collect();
+    let synthetic: Vec<&String> = plan
+        .train_side
+        .people
+        .iter()
+        .filter(|p| !real.contains(&p.to_lowercase()))
+        .collect();
+    assert_eq!(synthetic.len(), SYNTHETIC_PEOPLE);
+    let distinct: HashSet<String> = synthetic.iter().map(|p| p.to_lowercase()).collect();
+    assert_eq!(
+        distinct.len(),
+        SYNTHETIC_PEOPLE,
+        "duplicate synthetic names"
+    );
+    for p in &synthetic {
+        let l = p.to_lowercase();
+        assert!(
+            !real
+                .iter()
+                .any(|r| l.contains(r.as_str()) || r.contains(l.as_str())),
+            "synthetic {p} overlaps a real person"
+        );
+        assert!(p.split(' ').count() >= 2, "{p} is not a full name");
+    }
+    // The test side keeps only held-out real people.
+    assert!(plan
+        .test_side
+        .people
+        .iter()
+        .all(|p| real.contains(&p.to_lowercase())));
+    // A name that contains a real one is rejected.
+    let only = synthetic_people(&["James Smith".to_string()], 3, &mut Rng::new(1));
+    assert!(only
+        .iter()
+        .all(|n| !n.to_lowercase().contains("james smith")));
+}
+
+#[test]
 fn cue_phrases_carry_the_right_labels() {
     // Constructed queries from fixed templates, and cue phrases that only one route's
     // templates may produce: a mislabelled template fails here.
