@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Build the npm package into wasm/pkg/: two wasm builds (plain and +simd128), wasm-bindgen for
 # the browser (--target web) and Node (--target nodejs), wasm-opt -Oz (npm binaryen@132), the
-# loader, types, README and package.json. Prints the gzipped engine size (budget: 200 KB).
+# loader, types, README and package.json. Prints the gzipped engine size and fails above the
+# 200 KB budget (SONA_WASM_ENFORCE_SIZE=0: warn only). `python3 size-report.py` says where the
+# bytes go.
 # Needs: rustup target wasm32-unknown-unknown, wasm-bindgen 0.2.130 on PATH, `npm ci` done in wasm/.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -47,6 +49,6 @@ GZP=$(gzip -9c "$PKG/web-plain/sona_wasm_bg.wasm" | wc -c)
 MAX=$(( GZ > GZP ? GZ : GZP ))
 echo "engine wasm gzipped (largest variant, models excluded): $MAX bytes ($(( (MAX + 1023) / 1024 )) KB); limit 204800"
 if [ "$MAX" -gt 204800 ]; then
-  echo "OVER BUDGET: engine wasm is over 200 KB gzipped (SONA_WASM_ENFORCE_SIZE=1 makes this fatal)" >&2
-  if [ "${SONA_WASM_ENFORCE_SIZE:-0}" = 1 ]; then exit 1; fi
+  echo "OVER BUDGET: engine wasm is over 200 KB gzipped (SONA_WASM_ENFORCE_SIZE=0 makes this a warning)" >&2
+  if [ "${SONA_WASM_ENFORCE_SIZE:-1}" = 1 ]; then exit 1; fi
 fi

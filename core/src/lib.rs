@@ -11,7 +11,7 @@
 //! - [`bank`]: ReasoningBank — pattern memory of what worked (exact scan / own HNSW), learning loop, maintenance, persistence.
 //! - [`personalize`]: two-tier LoRA adapter, EWC++, interaction signals (on-device learning).
 //! - [`federated`]: robust Fisher-weighted aggregation of adapter updates under EWC++, truncated-SVD re-factorization, optional DP.
-//! - [`rng`], [`optim`], [`codec`]: deterministic randomness, Adam, checksummed envelopes.
+//! - [`rng`], [`optim`], [`codec`], [`msgpack`]: deterministic randomness, Adam, checksummed envelopes, the MessagePack writer/reader of the sealed formats.
 
 pub mod attention;
 pub mod bank;
@@ -19,6 +19,7 @@ pub mod codec;
 pub mod data;
 pub mod eval;
 pub mod federated;
+pub mod msgpack;
 pub mod optim;
 pub mod personalize;
 pub mod recommend;

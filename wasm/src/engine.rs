@@ -14,8 +14,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use sona_core::attention::selector::{AttentionSelector, SelectorError};
-use sona_core::codec::{open_msgpack, seal_msgpack, CodecError};
-use sona_core::personalize::format::Blob;
+use sona_core::codec::{open, seal, CodecError};
+use sona_core::msgpack::{MsgpackError, Reader, Writer};
 use sona_core::personalize::{
     Adapter, AdapterUpdate, BaseProjection, Device, GlobalAdapter, InteractionContext,
     InteractionKind, Observation, PersonalizeConfig, PersonalizeError, ViewerInteraction,
@@ -123,17 +123,55 @@ pub struct RecommendInput<'a> {
     pub exclude: Vec<String>,
 }
 
-#[derive(Serialize, Deserialize)]
+/// `saveState` payload: MessagePack map `{user_id: str, adapter: bin, global: bin}`,
+/// written and read by hand ([`sona_core::msgpack`]; the bytes are what
+/// `rmp_serde::to_vec_named` wrote for the former serde struct, `tests/state_format.rs`).
 struct SavedState {
     user_id: String,
-    adapter: Blob,
-    global: Blob,
+    adapter: Vec<u8>,
+    global: Vec<u8>,
+}
+
+const STATE_FIELDS: &[&str] = &["user_id", "adapter", "global"];
+
+impl SavedState {
+    fn to_msgpack(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.map(STATE_FIELDS.len());
+        w.str(STATE_FIELDS[0]);
+        w.str(&self.user_id);
+        w.str(STATE_FIELDS[1]);
+        w.bin(&self.adapter);
+        w.str(STATE_FIELDS[2]);
+        w.bin(&self.global);
+        w.buf
+    }
+
+    fn from_msgpack(b: &[u8]) -> Result<Self, MsgpackError> {
+        let mut r = Reader::new(b);
+        let mut f = r.fields("SavedState", STATE_FIELDS)?;
+        let (mut user_id, mut adapter, mut global) = (None, None, None);
+        while let Some(i) = f.next(&mut r)? {
+            match i {
+                0 => user_id = Some(r.str()?.to_string()),
+                1 => adapter = Some(r.bin()?),
+                _ => global = Some(r.bin()?),
+            }
+        }
+        Ok(SavedState {
+            user_id: f.need(user_id, 0)?,
+            adapter: f.need(adapter, 1)?,
+            global: f.need(global, 2)?,
+        })
+    }
 }
 
 const STATE_MAGIC: [u8; 4] = *b"SNWS";
 const STATE_VERSION: u16 = 1;
 
 /// Keys of the personalization config as JS spells them (camelCase of the core's fields).
+/// The keys are Rust field names (ASCII), so ASCII upper-casing is all it takes (and keeps
+/// the ~12 KB Unicode upper-case table out of the wasm).
 fn camel(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut up = false;
@@ -141,7 +179,7 @@ fn camel(s: &str) -> String {
         if c == '_' {
             up = true;
         } else if up {
-            out.extend(c.to_uppercase());
+            out.push(c.to_ascii_uppercase());
             up = false;
         } else {
             out.push(c);
@@ -527,20 +565,22 @@ impl EngineCore {
 
     /// The viewer's adapter and the global tier it runs on, in one sealed envelope.
     pub fn save_state(&self) -> Vec<u8> {
-        seal_msgpack(
-            STATE_MAGIC,
-            STATE_VERSION,
-            &SavedState {
-                user_id: self.adapter.user_id().to_string(),
-                adapter: Blob(self.adapter.to_bytes()),
-                global: Blob(self.adapter.global().to_bytes()),
-            },
-        )
+        let state = SavedState {
+            user_id: self.adapter.user_id().to_string(),
+            adapter: self.adapter.to_bytes(),
+            global: self.adapter.global().to_bytes(),
+        };
+        seal(STATE_MAGIC, STATE_VERSION, &state.to_msgpack())
     }
 
     /// Restore [`save_state`](Self::save_state) bytes; they must match this engine's user and config.
     pub fn load_state(&mut self, bytes: &[u8]) -> Result<(), EngineError> {
-        let s: SavedState = open_msgpack("engine state", STATE_MAGIC, STATE_VERSION, bytes)?;
+        const W: &str = "engine state";
+        let payload = open(W, STATE_MAGIC, STATE_VERSION, bytes)?;
+        let s = SavedState::from_msgpack(payload).map_err(|e| CodecError::Payload {
+            what: W,
+            msg: e.to_string(),
+        })?;
         if s.user_id != self.adapter.user_id() {
             return input(format!(
                 "loadState: the state belongs to user {:?}, this engine is for {:?}",
@@ -548,9 +588,9 @@ impl EngineCore {
                 self.adapter.user_id()
             ));
         }
-        let global = Arc::new(GlobalAdapter::from_bytes(&s.global.0, &self.cfg)?);
+        let global = Arc::new(GlobalAdapter::from_bytes(&s.global, &self.cfg)?);
         let adapter = Adapter::from_bytes(
-            &s.adapter.0,
+            &s.adapter,
             &s.user_id,
             &self.cfg,
             self.base.clone(),

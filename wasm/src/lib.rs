@@ -88,6 +88,22 @@ fn string(what: &str, v: Option<JsValue>) -> Result<String, JsError> {
     }
 }
 
+/// A query string in NFKC, the form the core tokenizer reads. The wasm build of sona-core has
+/// no Unicode tables of its own (no `nfkc` feature), so non-ASCII text is normalized here with
+/// JavaScript's `String.prototype.normalize("NFKC")`; ASCII is already NFKC. Native builds
+/// (the golden test) leave it to the core, which normalizes in Rust.
+fn query_text(v: &JsValue) -> Option<String> {
+    let s = v.as_string()?;
+    #[cfg(target_arch = "wasm32")]
+    if !s.is_ascii() {
+        return v
+            .dyn_ref::<js_sys::JsString>()?
+            .normalize("NFKC")
+            .as_string();
+    }
+    Some(s)
+}
+
 fn number(what: &str, v: &JsValue) -> Result<f64, JsError> {
     v.as_f64()
         .ok_or_else(|| JsError::new(&format!("{what}: expected a number")))
@@ -166,9 +182,7 @@ impl Engine {
 
     /// `{route, confidence, scores, fellBack, originalRoute}` for a text query.
     pub fn route(&self, text: JsValue) -> Result<JsValue, JsError> {
-        let t = text
-            .as_string()
-            .ok_or_else(|| JsError::new("route: expected a string"))?;
+        let t = query_text(&text).ok_or_else(|| JsError::new("route: expected a string"))?;
         to_js(&self.core.route(&t).map_err(err)?)
     }
 
@@ -182,9 +196,8 @@ impl Engine {
     /// The attention selector's top three mechanisms: `[{mechanism, weight}]`, weights sum to 1.
     #[wasm_bindgen(js_name = selectAttention)]
     pub fn select_attention(&self, text: JsValue) -> Result<JsValue, JsError> {
-        let t = text
-            .as_string()
-            .ok_or_else(|| JsError::new("selectAttention: expected a string"))?;
+        let t =
+            query_text(&text).ok_or_else(|| JsError::new("selectAttention: expected a string"))?;
         to_js(&self.core.select_attention(&t).map_err(err)?)
     }
 
@@ -247,7 +260,9 @@ impl Engine {
             &["query", "embedding", "k", "exclude"],
         )?;
         let query = match field(o, "query") {
-            Some(v) => Some(string("recommend query", Some(v))?),
+            Some(v) => Some(
+                query_text(&v).ok_or_else(|| JsError::new("recommend query: expected a string"))?,
+            ),
             None => None,
         };
         let embedding = match field(o, "embedding") {

@@ -165,6 +165,13 @@ fn run_cases(router: &[u8]) -> Value {
         "recommend something for me",
         "Casablanca???",
         "héllo wörld ñ",
+        // Text that NFKC changes (full width, ligatures, combining marks, circled digits): the
+        // wasm build normalizes with JavaScript's String.prototype.normalize, this native build
+        // with the core's Rust tables; the goldens check that both agree.
+        "ＭＯＶＩＥＳ ｌｉｋｅ ｈｅａｔ",
+        "ﬁnd sci-ﬁ movies from １９７７",
+        "he\u{301}llo wo\u{308}rld n\u{303}",
+        "where can i watch ｆａｒｇｏ ①",
     ];
     let routes: Vec<Value> = queries
         .iter()
@@ -193,6 +200,7 @@ fn run_cases(router: &[u8]) -> Value {
         "a very long watch history with thousands of items",
         "what do my friends who like sci-fi watch",
         "something cozy and new tonight",
+        "ｍｏｖｉｅｓ ｌｉｋｅ ｈｅａｔ",
     ]
     .iter()
     .map(|q| json!({"text": q, "output": e.select_attention(q).unwrap()}))

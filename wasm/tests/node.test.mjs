@@ -39,6 +39,30 @@ for (const [name, load] of Object.entries(variants)) {
   });
 }
 
+for (const [name, load] of Object.entries(variants)) {
+  test(`${name} build: text NFKC changes (full width, ligatures, combining marks) routes like its normal form`, () => {
+    const Engine = load();
+    const e = Engine.load({ router, attention: models.attention, userId: goldens.userId, personalize: goldens.personalize });
+    try {
+      e.loadCatalog({ items: goldens.catalog.items, embeddings: new Float32Array(goldens.catalog.embeddings) });
+      const embedding = new Float32Array(goldens.steps.find((s) => s.op === 'recommend').embedding);
+      for (const [odd, normal] of [
+        ['ＭＯＶＩＥＳ ｌｉｋｅ ｈｅａｔ', 'movies like heat'],
+        ['ﬁnd sci-ﬁ movies from １９７７', 'find sci-fi movies from 1977'],
+        ['he\u0301llo wo\u0308rld', 'h\u00e9llo w\u00f6rld'],
+      ]) {
+        assert.notEqual(odd, normal);
+        assert.equal(odd.normalize('NFKC').toLowerCase(), normal);
+        assert.deepEqual(e.route(odd), e.route(normal));
+        assert.deepEqual(e.selectAttention(odd), e.selectAttention(normal));
+        assert.deepEqual(e.recommend({ query: odd, embedding, k: 3 }), e.recommend({ query: normal, embedding, k: 3 }));
+      }
+    } finally {
+      e.free();
+    }
+  });
+}
+
 test('package entry (ESM) picks a backend and works', async () => {
   const m = await import(join(pkg, 'node.mjs'));
   assert.equal(await m.init(), 'simd128'); // Node 20 validates SIMD

@@ -27,6 +27,7 @@ use super::{
     check_finite, check_len, Dtype, EwcAnchor, FisherStorage, PersonalizeConfig, PersonalizeError,
 };
 use crate::codec::{open, seal};
+use crate::msgpack::{MsgpackError, Reader, Writer};
 
 pub const ADAPTER_MAGIC: [u8; 4] = *b"SNAD";
 pub const ADAPTER_FORMAT_VERSION: u16 = 1;
@@ -163,18 +164,479 @@ fn corrupt(what: &'static str, msg: impl Into<String>) -> PersonalizeError {
     }
 }
 
-fn decode_payload<'a, T: Deserialize<'a>>(
-    what: &'static str,
-    payload: &'a [u8],
-) -> Result<T, PersonalizeError> {
-    rmp_serde::from_slice(payload).map_err(|e| corrupt(what, format!("undecodable payload: {e}")))
+/// A payload type with a hand-written MessagePack form ([`crate::msgpack`]):
+/// byte-identical to `rmp_serde::to_vec_named` of its serde derive, and read
+/// from anything `rmp_serde::from_slice` reads into it (tests check both), but
+/// without serde's generic decoders in the wasm binary.
+trait Payload: Sized {
+    fn write(&self, w: &mut Writer);
+    fn read(r: &mut Reader<'_>) -> Result<Self, MsgpackError>;
 }
 
-fn encode_payload<T: Serialize>(value: &T) -> Vec<u8> {
-    rmp_serde::to_vec_named(value).expect("MessagePack encoding of an in-memory value cannot fail")
+fn decode_payload<T: Payload>(what: &'static str, payload: &[u8]) -> Result<T, PersonalizeError> {
+    T::read(&mut Reader::new(payload))
+        .map_err(|e| corrupt(what, format!("undecodable payload: {e}")))
+}
+
+fn encode_payload<T: Payload>(value: &T) -> Vec<u8> {
+    let mut w = Writer::new();
+    value.write(&mut w);
+    w.buf
+}
+
+fn write_f32_le(w: &mut Writer, v: &[f32]) {
+    let mut b = Vec::with_capacity(v.len() * 4);
+    for x in v {
+        b.extend_from_slice(&x.to_le_bytes());
+    }
+    w.bin(&b);
+}
+
+fn read_f32_le(r: &mut Reader<'_>) -> Result<Vec<f32>, MsgpackError> {
+    let b = r.bin()?;
+    if b.len() % 4 != 0 {
+        return Err(MsgpackError(format!(
+            "f32 blob of {} bytes is not a multiple of 4",
+            b.len()
+        )));
+    }
+    Ok(b.chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect())
+}
+
+fn write_opt_i64(w: &mut Writer, v: Option<i64>) {
+    match v {
+        Some(v) => w.sint(v),
+        None => w.nil(),
+    }
+}
+
+impl Payload for LogQuant {
+    fn write(&self, w: &mut Writer) {
+        w.map(3);
+        w.str("lo");
+        w.f32(self.lo);
+        w.str("hi");
+        w.f32(self.hi);
+        w.str("codes");
+        w.bin(&self.codes.0);
+    }
+
+    fn read(r: &mut Reader<'_>) -> Result<Self, MsgpackError> {
+        let mut f = r.fields("LogQuant", &["lo", "hi", "codes"])?;
+        let (mut lo, mut hi, mut codes) = (None, None, None);
+        while let Some(i) = f.next(r)? {
+            match i {
+                0 => lo = Some(r.f32()?),
+                1 => hi = Some(r.f32()?),
+                _ => codes = Some(Blob(r.bin()?)),
+            }
+        }
+        Ok(LogQuant {
+            lo: f.need(lo, 0)?,
+            hi: f.need(hi, 1)?,
+            codes: f.need(codes, 2)?,
+        })
+    }
+}
+
+impl Payload for StoredFisher {
+    fn write(&self, w: &mut Writer) {
+        w.map(1);
+        match self {
+            StoredFisher::Separable {
+                a_rows,
+                a_cols,
+                b_rows,
+                b_cols,
+            } => {
+                w.str("Separable");
+                w.map(4);
+                for (k, q) in [
+                    ("a_rows", a_rows),
+                    ("a_cols", a_cols),
+                    ("b_rows", b_rows),
+                    ("b_cols", b_cols),
+                ] {
+                    w.str(k);
+                    q.write(w);
+                }
+            }
+            StoredFisher::Full { a, b } => {
+                w.str("Full");
+                w.map(2);
+                w.str("a");
+                w.bin(&a.0);
+                w.str("b");
+                w.bin(&b.0);
+            }
+        }
+    }
+
+    fn read(r: &mut Reader<'_>) -> Result<Self, MsgpackError> {
+        const SEP: &[&str] = &["a_rows", "a_cols", "b_rows", "b_cols"];
+        match r.variant("StoredFisher", &["Separable", "Full"])? {
+            (0, true) => {
+                let mut f = r.fields("StoredFisher::Separable", SEP)?;
+                let mut q: [Option<LogQuant>; 4] = Default::default();
+                while let Some(i) = f.next(r)? {
+                    q[i] = Some(LogQuant::read(r)?);
+                }
+                let [a_rows, a_cols, b_rows, b_cols] = q;
+                Ok(StoredFisher::Separable {
+                    a_rows: f.need(a_rows, 0)?,
+                    a_cols: f.need(a_cols, 1)?,
+                    b_rows: f.need(b_rows, 2)?,
+                    b_cols: f.need(b_cols, 3)?,
+                })
+            }
+            (1, true) => {
+                let mut f = r.fields("StoredFisher::Full", &["a", "b"])?;
+                let (mut a, mut b) = (None, None);
+                while let Some(i) = f.next(r)? {
+                    let v = Some(Blob(r.bin()?));
+                    if i == 0 {
+                        a = v;
+                    } else {
+                        b = v;
+                    }
+                }
+                Ok(StoredFisher::Full {
+                    a: f.need(a, 0)?,
+                    b: f.need(b, 1)?,
+                })
+            }
+            _ => Err(MsgpackError(
+                "StoredFisher: a struct variant needs its fields".into(),
+            )),
+        }
+    }
+}
+
+impl Payload for InteractionKind {
+    fn write(&self, w: &mut Writer) {
+        match self {
+            InteractionKind::SearchClick => w.str("search_click"),
+            InteractionKind::WatchStart => w.str("watch_start"),
+            InteractionKind::WatchComplete => w.str("watch_complete"),
+            InteractionKind::Rating { stars } => {
+                w.map(1);
+                w.str("rating");
+                w.map(1);
+                w.str("stars");
+                w.f32(*stars);
+            }
+            InteractionKind::Skip => w.str("skip"),
+        }
+    }
+
+    fn read(r: &mut Reader<'_>) -> Result<Self, MsgpackError> {
+        const VARIANTS: &[&str] = &[
+            "search_click",
+            "watch_start",
+            "watch_complete",
+            "rating",
+            "skip",
+        ];
+        let (i, content) = r.variant("InteractionKind", VARIANTS)?;
+        if i == 3 {
+            if !content {
+                return Err(MsgpackError("InteractionKind: rating needs stars".into()));
+            }
+            let mut f = r.fields("InteractionKind::Rating", &["stars"])?;
+            let mut stars = None;
+            while f.next(r)?.is_some() {
+                stars = Some(r.f32()?);
+            }
+            return Ok(InteractionKind::Rating {
+                stars: f.need(stars, 0)?,
+            });
+        }
+        if content {
+            // `{variant: nil}`: a unit variant in map form.
+            r.nil()?;
+        }
+        Ok(match i {
+            0 => InteractionKind::SearchClick,
+            1 => InteractionKind::WatchStart,
+            2 => InteractionKind::WatchComplete,
+            _ => InteractionKind::Skip,
+        })
+    }
+}
+
+impl Payload for StoredPending {
+    fn write(&self, w: &mut Writer) {
+        w.map(5);
+        w.str("kind");
+        self.kind.write(w);
+        w.str("id");
+        w.str(&self.id);
+        w.str("s");
+        w.f32(self.s);
+        w.str("q");
+        w.bin(&self.q.0);
+        w.str("e");
+        w.bin(&self.e.0);
+    }
+
+    fn read(r: &mut Reader<'_>) -> Result<Self, MsgpackError> {
+        let mut f = r.fields("StoredPending", &["kind", "id", "s", "q", "e"])?;
+        let (mut kind, mut id, mut s, mut q, mut e) = (None, None, None, None, None);
+        while let Some(i) = f.next(r)? {
+            match i {
+                0 => kind = Some(InteractionKind::read(r)?),
+                1 => id = Some(r.str()?.to_string()),
+                2 => s = Some(r.f32()?),
+                3 => q = Some(Blob(r.bin()?)),
+                _ => e = Some(Blob(r.bin()?)),
+            }
+        }
+        Ok(StoredPending {
+            kind: f.need(kind, 0)?,
+            id: f.need(id, 1)?,
+            s: f.need(s, 2)?,
+            q: f.need(q, 3)?,
+            e: f.need(e, 4)?,
+        })
+    }
+}
+
+const ADAPTER_FIELDS: &[&str] = &[
+    "d", "rank", "dtype", "alpha", "user", "gver", "seed", "n", "trained", "adapts", "upd",
+    "adapt_t", "loss", "pend_n", "pend_s", "a", "b", "f_t", "fisher", "pending",
+];
+
+impl Payload for StoredAdapter {
+    fn write(&self, w: &mut Writer) {
+        let k = |w: &mut Writer, i: usize| w.str(ADAPTER_FIELDS[i]);
+        w.map(ADAPTER_FIELDS.len());
+        k(w, 0);
+        w.uint(self.d as u64);
+        k(w, 1);
+        w.uint(self.rank as u64);
+        k(w, 2);
+        w.uint(self.dtype as u64);
+        k(w, 3);
+        w.f32(self.alpha);
+        k(w, 4);
+        w.str(&self.user);
+        for (i, v) in [(5, self.gver), (6, self.seed), (7, self.n)] {
+            k(w, i);
+            w.uint(v);
+        }
+        k(w, 8);
+        w.uint(self.trained);
+        k(w, 9);
+        w.uint(self.adapts);
+        k(w, 10);
+        write_opt_i64(w, self.upd);
+        k(w, 11);
+        write_opt_i64(w, self.adapt_t);
+        k(w, 12);
+        match self.loss {
+            Some(l) => w.f32(l),
+            None => w.nil(),
+        }
+        k(w, 13);
+        w.uint(self.pend_n);
+        k(w, 14);
+        w.f32(self.pend_s);
+        k(w, 15);
+        w.bin(&self.a.0);
+        k(w, 16);
+        w.bin(&self.b.0);
+        k(w, 17);
+        w.uint(self.f_t as u64);
+        k(w, 18);
+        self.fisher.write(w);
+        k(w, 19);
+        w.array(self.pending.len());
+        for p in &self.pending {
+            p.write(w);
+        }
+    }
+
+    fn read(r: &mut Reader<'_>) -> Result<Self, MsgpackError> {
+        let mut f = r.fields("StoredAdapter", ADAPTER_FIELDS)?;
+        let (mut d, mut rank, mut dtype, mut alpha, mut user) = (None, None, None, None, None);
+        let mut u = [None; 6]; // gver, seed, n, trained, adapts, pend_n
+        let (mut upd, mut adapt_t, mut loss) = (None, None, None);
+        let (mut pend_s, mut a, mut b, mut f_t, mut fisher, mut pending) =
+            (None, None, None, None, None, None);
+        while let Some(i) = f.next(r)? {
+            match i {
+                0 => d = Some(r.u32()?),
+                1 => rank = Some(r.u32()?),
+                2 => dtype = Some(r.u8()?),
+                3 => alpha = Some(r.f32()?),
+                4 => user = Some(r.str()?.to_string()),
+                5..=9 => u[i - 5] = Some(r.u64()?),
+                10 => upd = r.option(|r| r.i64())?,
+                11 => adapt_t = r.option(|r| r.i64())?,
+                12 => loss = r.option(|r| r.f32())?,
+                13 => u[5] = Some(r.u64()?),
+                14 => pend_s = Some(r.f32()?),
+                15 => a = Some(Blob(r.bin()?)),
+                16 => b = Some(Blob(r.bin()?)),
+                17 => f_t = Some(r.u32()?),
+                18 => fisher = Some(StoredFisher::read(r)?),
+                _ => {
+                    let n = r.array()?;
+                    let mut v = Vec::with_capacity(n.min(64));
+                    for _ in 0..n {
+                        v.push(StoredPending::read(r)?);
+                    }
+                    pending = Some(v);
+                }
+            }
+        }
+        Ok(StoredAdapter {
+            d: f.need(d, 0)?,
+            rank: f.need(rank, 1)?,
+            dtype: f.need(dtype, 2)?,
+            alpha: f.need(alpha, 3)?,
+            user: f.need(user, 4)?,
+            gver: f.need(u[0], 5)?,
+            seed: f.need(u[1], 6)?,
+            n: f.need(u[2], 7)?,
+            trained: f.need(u[3], 8)?,
+            adapts: f.need(u[4], 9)?,
+            upd,
+            adapt_t,
+            loss,
+            pend_n: f.need(u[5], 13)?,
+            pend_s: f.need(pend_s, 14)?,
+            a: f.need(a, 15)?,
+            b: f.need(b, 16)?,
+            f_t: f.need(f_t, 17)?,
+            fisher: f.need(fisher, 18)?,
+            pending: f.need(pending, 19)?,
+        })
+    }
+}
+
+impl Payload for StoredGlobal {
+    fn write(&self, w: &mut Writer) {
+        w.map(6);
+        w.str("version");
+        w.uint(self.version);
+        w.str("d");
+        w.uint(self.d as u64);
+        w.str("rank");
+        w.uint(self.rank as u64);
+        w.str("alpha");
+        w.f32(self.alpha);
+        w.str("a");
+        write_f32_le(w, &self.a);
+        w.str("b");
+        write_f32_le(w, &self.b);
+    }
+
+    fn read(r: &mut Reader<'_>) -> Result<Self, MsgpackError> {
+        let mut f = r.fields("StoredGlobal", &["version", "d", "rank", "alpha", "a", "b"])?;
+        let (mut version, mut d, mut rank, mut alpha, mut a, mut b) =
+            (None, None, None, None, None, None);
+        while let Some(i) = f.next(r)? {
+            match i {
+                0 => version = Some(r.u64()?),
+                1 => d = Some(r.u32()?),
+                2 => rank = Some(r.u32()?),
+                3 => alpha = Some(r.f32()?),
+                4 => a = Some(read_f32_le(r)?),
+                _ => b = Some(read_f32_le(r)?),
+            }
+        }
+        Ok(StoredGlobal {
+            version: f.need(version, 0)?,
+            d: f.need(d, 1)?,
+            rank: f.need(rank, 2)?,
+            alpha: f.need(alpha, 3)?,
+            a: f.need(a, 4)?,
+            b: f.need(b, 5)?,
+        })
+    }
+}
+
+const UPDATE_FIELDS: &[&str] = &[
+    "user_id",
+    "global_version",
+    "d",
+    "rank",
+    "alpha",
+    "scale",
+    "a",
+    "b",
+    "fisher_a",
+    "fisher_b",
+    "sample_count",
+];
+
+impl Payload for AdapterUpdate {
+    fn write(&self, w: &mut Writer) {
+        w.map(UPDATE_FIELDS.len());
+        w.str("user_id");
+        w.str(&self.user_id);
+        w.str("global_version");
+        w.uint(self.global_version);
+        w.str("d");
+        w.uint(self.d as u64);
+        w.str("rank");
+        w.uint(self.rank as u64);
+        w.str("alpha");
+        w.f32(self.alpha);
+        w.str("scale");
+        w.f32(self.scale);
+        for (k, v) in [
+            ("a", &self.a),
+            ("b", &self.b),
+            ("fisher_a", &self.fisher_a),
+            ("fisher_b", &self.fisher_b),
+        ] {
+            w.str(k);
+            write_f32_le(w, v);
+        }
+        w.str("sample_count");
+        w.uint(self.sample_count);
+    }
+
+    fn read(r: &mut Reader<'_>) -> Result<Self, MsgpackError> {
+        let mut f = r.fields("AdapterUpdate", UPDATE_FIELDS)?;
+        let (mut user_id, mut global_version, mut d, mut rank) = (None, None, None, None);
+        let (mut alpha, mut scale, mut sample_count) = (None, None, None);
+        let mut t: [Option<Vec<f32>>; 4] = Default::default(); // a, b, fisher_a, fisher_b
+        while let Some(i) = f.next(r)? {
+            match i {
+                0 => user_id = Some(r.str()?.to_string()),
+                1 => global_version = Some(r.u64()?),
+                2 => d = Some(r.u32()?),
+                3 => rank = Some(r.u32()?),
+                4 => alpha = Some(r.f32()?),
+                5 => scale = Some(r.f32()?),
+                6..=9 => t[i - 6] = Some(read_f32_le(r)?),
+                _ => sample_count = Some(r.u64()?),
+            }
+        }
+        let [a, b, fisher_a, fisher_b] = t;
+        Ok(AdapterUpdate {
+            user_id: f.need(user_id, 0)?,
+            global_version: f.need(global_version, 1)?,
+            d: f.need(d, 2)?,
+            rank: f.need(rank, 3)?,
+            alpha: f.need(alpha, 4)?,
+            scale: f.need(scale, 5)?,
+            a: f.need(a, 6)?,
+            b: f.need(b, 7)?,
+            fisher_a: f.need(fisher_a, 8)?,
+            fisher_b: f.need(fisher_b, 9)?,
+            sample_count: f.need(sample_count, 10)?,
+        })
+    }
 }
 
 #[derive(Serialize, Deserialize)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
 enum StoredFisher {
     /// Row / column sums of F_A (r × d) and F_Bᵀ (r × d), 8-bit log-quantized.
     Separable {
@@ -190,6 +652,7 @@ enum StoredFisher {
 }
 
 #[derive(Serialize, Deserialize)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
 struct StoredPending {
     kind: InteractionKind,
     id: String,
@@ -199,6 +662,7 @@ struct StoredPending {
 }
 
 #[derive(Serialize, Deserialize)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
 struct StoredAdapter {
     d: u32,
     rank: u32,
@@ -225,6 +689,15 @@ struct StoredAdapter {
 impl Adapter {
     /// Serialize in `cfg.dtype` with `cfg.fisher_storage`.
     pub fn to_bytes(&self) -> Vec<u8> {
+        seal(
+            ADAPTER_MAGIC,
+            ADAPTER_FORMAT_VERSION,
+            &encode_payload(&self.stored()),
+        )
+    }
+
+    /// The payload [`Adapter::to_bytes`] writes.
+    fn stored(&self) -> StoredAdapter {
         let (d, r, dt) = (self.cfg.d, self.cfg.rank, self.cfg.dtype);
         let st = &self.st;
         let fisher = match self.cfg.fisher_storage {
@@ -243,7 +716,7 @@ impl Adapter {
                 b: encode_tensor(&st.ewc.fisher_b, dt),
             },
         };
-        let stored = StoredAdapter {
+        StoredAdapter {
             d: d as u32,
             rank: r as u32,
             dtype: dt.code(),
@@ -274,12 +747,7 @@ impl Adapter {
                     e: encode_tensor(&p.item, dt),
                 })
                 .collect(),
-        };
-        seal(
-            ADAPTER_MAGIC,
-            ADAPTER_FORMAT_VERSION,
-            &encode_payload(&stored),
-        )
+        }
     }
 
     /// Load bytes from [`Adapter::to_bytes`] (any dtype). Rejects corrupt,
@@ -472,6 +940,7 @@ impl Adapter {
 }
 
 #[derive(Serialize, Deserialize)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
 struct StoredGlobal {
     version: u64,
     d: u32,
@@ -587,5 +1056,166 @@ impl AdapterUpdate {
             return Err(corrupt("adapter update", "negative Fisher entry"));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::Rng;
+
+    fn blob(rng: &mut Rng, n: usize) -> Blob {
+        Blob((0..n).map(|_| rng.uniform(0.0, 256.0) as u8).collect())
+    }
+
+    fn floats(rng: &mut Rng, n: usize) -> Vec<f32> {
+        (0..n).map(|_| rng.normal()).collect()
+    }
+
+    fn quant(rng: &mut Rng, n: usize) -> LogQuant {
+        LogQuant {
+            lo: rng.uniform(-10.0, 0.0),
+            hi: rng.uniform(0.0, 1.0),
+            codes: blob(rng, n),
+        }
+    }
+
+    /// Stored adapters covering every field shape: both Fisher forms, every
+    /// interaction kind, `None` / negative / extreme optionals, empty and long
+    /// strings, and blobs of bin8 and bin16 size.
+    fn adapters() -> Vec<StoredAdapter> {
+        let mut rng = Rng::new(11);
+        let kinds = [
+            InteractionKind::SearchClick,
+            InteractionKind::WatchStart,
+            InteractionKind::WatchComplete,
+            InteractionKind::Rating { stars: 3.5 },
+            InteractionKind::Skip,
+        ];
+        let mut out = Vec::new();
+        for (k, d) in [4usize, 16, 384, 40].into_iter().enumerate() {
+            let r = 2 + k;
+            let fisher = if k % 2 == 0 {
+                StoredFisher::Separable {
+                    a_rows: quant(&mut rng, r),
+                    a_cols: quant(&mut rng, d),
+                    b_rows: quant(&mut rng, r),
+                    b_cols: quant(&mut rng, d),
+                }
+            } else {
+                StoredFisher::Full {
+                    a: blob(&mut rng, 4 * r * d),
+                    b: blob(&mut rng, 4 * r * d),
+                }
+            };
+            out.push(StoredAdapter {
+                d: d as u32,
+                rank: r as u32,
+                dtype: (k % 2) as u8,
+                alpha: 8.0 + k as f32,
+                user: ["", "viewer", &"ü".repeat(150), &"x".repeat(40)][k].to_string(),
+                gver: [0, 200, u64::MAX, 1 << 40][k],
+                seed: [7, u64::MAX, 65536, 128][k],
+                n: 12 * k as u64,
+                trained: 5,
+                adapts: k as u64,
+                upd: [None, Some(-5), Some(i64::MAX), Some(i64::MIN)][k],
+                adapt_t: [Some(1_700_000_000), None, Some(-40_000), Some(0)][k],
+                loss: [None, Some(0.25), Some(-1e-30), None][k],
+                pend_n: 3,
+                pend_s: 1.75,
+                a: blob(&mut rng, 4 * r * d),
+                b: blob(&mut rng, 4 * r * d),
+                f_t: [0, 1, u32::MAX, 300][k],
+                fisher,
+                pending: (0..k * 2)
+                    .map(|i| StoredPending {
+                        kind: kinds[i % kinds.len()],
+                        id: format!("title-{i}"),
+                        s: -0.5 * i as f32,
+                        q: blob(&mut rng, 4 * d),
+                        e: blob(&mut rng, 2 * d),
+                    })
+                    .collect(),
+            });
+        }
+        out
+    }
+
+    /// Our bytes equal rmp_serde's named encoding; we read its named and compact
+    /// encodings; rmp_serde (the sync server's bare-update decoder) reads ours.
+    fn check<T>(v: &T)
+    where
+        T: Payload + Serialize + for<'a> Deserialize<'a> + PartialEq + core::fmt::Debug,
+    {
+        let ours = encode_payload(v);
+        assert_eq!(ours, rmp_serde::to_vec_named(v).unwrap());
+        assert_eq!(&decode_payload::<T>("t", &ours).unwrap(), v);
+        let compact = rmp_serde::to_vec(v).unwrap();
+        assert_eq!(&decode_payload::<T>("t", &compact).unwrap(), v);
+        assert_eq!(&rmp_serde::from_slice::<T>(&ours).unwrap(), v);
+    }
+
+    #[test]
+    fn payloads_match_rmp_serde_both_ways() {
+        for a in adapters() {
+            check(&a);
+        }
+        let mut rng = Rng::new(5);
+        for (d, r) in [(3usize, 1usize), (16, 8), (384, 8)] {
+            check(&StoredGlobal {
+                version: (d * r) as u64,
+                d: d as u32,
+                rank: r as u32,
+                alpha: 16.0,
+                a: floats(&mut rng, r * d),
+                b: floats(&mut rng, r * d),
+            });
+            check(&AdapterUpdate {
+                user_id: "viewer-ß".repeat(d / 3),
+                global_version: d as u64 * 1000,
+                d: d as u32,
+                rank: r as u32,
+                alpha: 8.0,
+                scale: 8.0 / r as f32,
+                a: floats(&mut rng, r * d),
+                b: floats(&mut rng, r * d),
+                fisher_a: floats(&mut rng, r * d),
+                fisher_b: floats(&mut rng, r * d),
+                sample_count: u64::MAX - d as u64,
+            });
+        }
+    }
+
+    #[test]
+    fn payload_errors_name_the_field() {
+        let a = &adapters()[1];
+        let mut w = Writer::new();
+        a.write(&mut w);
+        // Rename the "user" key to an unknown one: skipped, then missing.
+        let at = w.buf.windows(5).position(|x| x == b"\xa4user").unwrap();
+        w.buf[at + 1] = b'v';
+        let e = decode_payload::<StoredAdapter>("stored adapter", &w.buf).unwrap_err();
+        assert!(e.to_string().contains("missing field `user`"), "{e}");
+        // An f32 blob whose length is not a multiple of 4.
+        let mut w = Writer::new();
+        w.map(1);
+        w.str("a");
+        w.bin(&[0; 6]);
+        let e = decode_payload::<StoredGlobal>("global adapter", &w.buf).unwrap_err();
+        assert!(e.to_string().contains("not a multiple of 4"), "{e}");
+        // Interaction kinds: unknown name, a rating without stars, map-form unit variant.
+        for (b, want) in [
+            (&b"\xa4nope"[..], Err("unknown variant")),
+            (&b"\xa6rating"[..], Err("rating needs stars")),
+            (&b"\x81\xa4skip\xc0"[..], Ok(InteractionKind::Skip)),
+            (&b"\x04"[..], Ok(InteractionKind::Skip)),
+        ] {
+            match (InteractionKind::read(&mut Reader::new(b)), want) {
+                (Ok(k), Ok(w)) => assert_eq!(k, w),
+                (Err(e), Err(w)) => assert!(e.0.contains(w), "{e}"),
+                (got, _) => panic!("{got:?} for {b:?}"),
+            }
+        }
     }
 }

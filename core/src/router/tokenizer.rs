@@ -6,8 +6,14 @@
 //! ("simlar") or an unseen title still shares most n-grams with known words.
 //! Hashing is 32-bit FNV-1a over UTF-8 bytes with a one-byte domain prefix
 //! (`W` for whole words, `G` for n-grams): deterministic on every platform.
+//!
+//! NFKC comes from the `nfkc` cargo feature (on by default). A build without it
+//! (the wasm package, which saves the ~70 KB of Unicode tables) expects callers to
+//! pass NFKC-normalised text: the wasm façade applies JavaScript's
+//! `String.prototype.normalize("NFKC")` to every query before it reaches the core.
 
 use serde::{Deserialize, Serialize};
+#[cfg(feature = "nfkc")]
 use unicode_normalization::UnicodeNormalization;
 
 /// Tokenizer hyper-parameters (stored in the model file).
@@ -97,6 +103,20 @@ enum CharClass {
     Sep,
 }
 
+/// Feed `text`'s characters, NFKC-normalised, to `f`.
+///
+/// Without the `nfkc` feature the text is taken as already normalised (see the
+/// module docs); ASCII is invariant under NFKC either way.
+#[inline]
+fn for_each_nfkc_char(text: &str, f: impl FnMut(char)) {
+    #[cfg(feature = "nfkc")]
+    if !text.is_ascii() {
+        text.nfkc().for_each(f);
+        return;
+    }
+    text.chars().for_each(f);
+}
+
 /// Split `text` into NFKC-normalised lower-case words.
 pub fn words(text: &str) -> Vec<String> {
     let mut out = Vec::new();
@@ -110,16 +130,7 @@ pub fn words(text: &str) -> Vec<String> {
             }
         }
     };
-    if text.is_ascii() {
-        // ASCII is invariant under NFKC.
-        for c in text.chars() {
-            push_char(c, &mut cur, &mut out);
-        }
-    } else {
-        for c in text.nfkc() {
-            push_char(c, &mut cur, &mut out);
-        }
-    }
+    for_each_nfkc_char(text, |c| push_char(c, &mut cur, &mut out));
     if !cur.is_empty() {
         out.push(cur);
     }
@@ -202,15 +213,7 @@ impl Tokenizer {
                 CharClass::Skip => {}
                 CharClass::Sep => flush(word, out, count),
             };
-        if text.is_ascii() {
-            for c in text.chars() {
-                feed(c, &mut word, out, &mut count);
-            }
-        } else {
-            for c in text.nfkc() {
-                feed(c, &mut word, out, &mut count);
-            }
-        }
+        for_each_nfkc_char(text, |c| feed(c, &mut word, out, &mut count));
         flush(&mut word, out, &mut count);
     }
 
@@ -268,7 +271,9 @@ mod tests {
             words("Where's  THE Matrix?!"),
             vec!["wheres", "the", "matrix"]
         );
-        // Full-width letters and the "ﬁ" ligature are NFKC-folded.
+        // Full-width letters and the "ﬁ" ligature are NFKC-folded (by the core with
+        // the `nfkc` feature, by the caller without it).
+        #[cfg(feature = "nfkc")]
         assert_eq!(words("ＭＡＴＲＩＸ ﬁlm"), vec!["matrix", "film"]);
         assert_eq!(words("Amélie, 2001"), vec!["amélie", "2001"]);
         assert!(words("  ?? ").is_empty());
