@@ -8,7 +8,10 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Map, Value};
 use sona_core::data::Dataset;
-use sona_core::eval::{eval_static, replay, static_split, temporal_split, Accumulator, Summary};
+use sona_core::eval::{
+    eval_static, replay, replay_record, score_recorded, static_split, temporal_split, Accumulator,
+    Summary,
+};
 use sona_core::recommend::bpr::{Bpr, BprConfig};
 use sona_core::recommend::content::{ContentBased, ContentConfig};
 use sona_core::recommend::context::{ContextAware, ContextConfig};
@@ -16,6 +19,7 @@ use sona_core::recommend::ease::{Ease, EaseConfig};
 use sona_core::recommend::fusion::{rrf, Component, Fusion, FusionConfig, DEFAULT_WEIGHTS};
 use sona_core::recommend::graph::{GraphConfig, GraphSage};
 use sona_core::recommend::item_knn::{ItemKnn, ItemKnnConfig};
+use sona_core::recommend::memory::{MemoryConfig, PatternMemory};
 use sona_core::recommend::popularity::Popularity;
 use sona_core::recommend::sona::{Sona, SonaConfig};
 use sona_core::recommend::{OnlineRecommender, Reason};
@@ -53,7 +57,118 @@ struct Tuned {
     ease_lambda: f64,
     /// cf, content, graph, context.
     weights: [f32; 4],
+    /// The SONA layer's weights on top of `weights`: memory (ReasoningBank), adapter.
+    sona: [f32; 2],
     log: Vec<String>,
+}
+
+const MEMORY_WEIGHTS: [f32; 5] = [0.25, 0.5, 1.0, 2.0, 4.0];
+const ADAPTER_WEIGHTS: [f32; 3] = [0.0, 0.1, 0.3];
+
+/// The ReasoningBank memory over BPR item factors; `warm` streams `train` through
+/// it first, `learn = false` makes it read-only.
+fn memory_for(train: &Dataset, bpr: &Bpr, warm: bool, learn: bool) -> Result<PatternMemory> {
+    let mut m = PatternMemory::new(
+        train,
+        bpr.item_factors(),
+        bpr.factors(),
+        &MemoryConfig {
+            learn_patterns: true,
+            ..Default::default()
+        },
+    )?;
+    if warm {
+        m.warm_up(train)?;
+    }
+    m.set_learning(learn);
+    Ok(m)
+}
+
+fn lora_for(bpr: &Bpr, seed: u64) -> Result<Sona> {
+    Ok(Sona::new(
+        bpr.clone(),
+        &SonaConfig {
+            seed: seed ^ 0x50,
+            ..Default::default()
+        },
+    )?)
+}
+
+/// The best (memory, adapter) weights by NDCG@k of `score`, hybrid weights fixed.
+fn grid_sona(log: &mut Vec<String>, what: &str, k: usize, score: impl Fn(&[f32; 2]) -> f64) -> [f32; 2] {
+    let mut best = (f64::NEG_INFINITY, [0.0f32, 0.0]);
+    for &wm in &MEMORY_WEIGHTS {
+        for &wl in &ADAPTER_WEIGHTS {
+            let v = score(&[wm, wl]);
+            if v > best.0 {
+                best = (v, [wm, wl]);
+            }
+        }
+    }
+    log.push(format!(
+        "validation {what} sona weights (memory, adapter) {:?}: ndcg@{k}={:.4}",
+        best.1, best.0
+    ));
+    best.1
+}
+
+/// Streaming protocol: the SONA layer's weights are chosen on a validation replay
+/// (temporal 80/20 split of the protocol's own training side, same replay rules),
+/// the hybrid's weights kept as tuned. Every model's lists are recorded once and
+/// re-fused per weight set.
+fn tune_stream(train: &Dataset, seed: u64, k: usize, tuned: &mut Tuned) -> Result<()> {
+    let t = Instant::now();
+    let inner = temporal_split(train, 0.8)?;
+    let bpr = Bpr::train(
+        &inner.train,
+        &BprConfig {
+            seed,
+            ..Default::default()
+        },
+    )?;
+    let cf: Box<dyn OnlineRecommender> = match Ease::train(
+        &inner.train,
+        &EaseConfig {
+            lambda: tuned.ease_lambda,
+            ..Default::default()
+        },
+    ) {
+        Ok(m) => Box::new(m),
+        Err(_) => Box::new(bpr.clone()),
+    };
+    let mut models: Vec<Box<dyn OnlineRecommender>> = vec![
+        cf,
+        Box::new(ContentBased::train(&inner.train, &ContentConfig::default())?),
+        Box::new(GraphSage::train(
+            &inner.train,
+            &GraphConfig {
+                seed: seed ^ 0x9e37,
+                ..Default::default()
+            },
+        )?),
+        Box::new(ContextAware::train(&inner.train, &ContextConfig::default())?),
+        Box::new(memory_for(&inner.train, &bpr, true, true)?),
+        Box::new(lora_for(&bpr, seed)?),
+    ];
+    let fc = FusionConfig::default();
+    let events = replay_record(&inner, &mut models, fc.depth, 5)?;
+    let n = train.n_items();
+    let w = tuned.weights;
+    let hybrid = score_recorded(&events, &[w[0], w[1], w[2], w[3], 0.0, 0.0], fc.k, k, n);
+    tuned.log.push(format!(
+        "validation replay hybrid: ndcg@{k}={:.4} hr@{k}={:.4}",
+        hybrid.streaming.ndcg, hybrid.streaming.hr
+    ));
+    tuned.sona = grid_sona(&mut tuned.log, "replay", k, |s| {
+        score_recorded(&events, &[w[0], w[1], w[2], w[3], s[0], s[1]], fc.k, k, n)
+            .streaming
+            .ndcg
+    });
+    eprintln!(
+        "  tuning the SONA layer on a validation replay took {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 const EASE_LAMBDAS: [f64; 5] = [50.0, 100.0, 250.0, 500.0, 1000.0];
@@ -100,15 +215,16 @@ fn tune(train: &Dataset, seed: u64, k: usize) -> Result<Tuned> {
             Err(e) => log.push(format!("validation ease lambda={lambda}: skipped ({e})")),
         }
     }
+    let bpr = Bpr::train(
+        &inner.train,
+        &BprConfig {
+            seed,
+            ..Default::default()
+        },
+    )?;
     let cf: Box<dyn OnlineRecommender> = match ease_best {
         Some(m) => Box::new(m),
-        None => Box::new(Bpr::train(
-            &inner.train,
-            &BprConfig {
-                seed,
-                ..Default::default()
-            },
-        )?),
+        None => Box::new(bpr.clone()),
     };
     let comps: Vec<Box<dyn OnlineRecommender>> = vec![
         cf,
@@ -127,6 +243,8 @@ fn tune(train: &Dataset, seed: u64, k: usize) -> Result<Tuned> {
             &inner.train,
             &ContextConfig::default(),
         )?),
+        Box::new(memory_for(&inner.train, &bpr, true, true)?),
+        Box::new(lora_for(&bpr, seed)?),
     ];
     // Per validation user: relevant items and each component's top-`depth` list.
     let depth = FusionConfig::default().depth;
@@ -157,7 +275,7 @@ fn tune(train: &Dataset, seed: u64, k: usize) -> Result<Tuned> {
         seen[u].iter().for_each(|&i| mask[i as usize] = false);
         cases.push((u as u32, rel.clone(), lists));
     }
-    let score = |w: &[f32; 4]| -> f64 {
+    let score = |w: &[f32; 6]| -> f64 {
         let mut acc = Accumulator::new(k, n_items);
         for (u, rel, lists) in &cases {
             let refs: Vec<&[u32]> = lists.iter().map(|l| l.as_slice()).collect();
@@ -170,7 +288,8 @@ fn tune(train: &Dataset, seed: u64, k: usize) -> Result<Tuned> {
         acc.summary().ndcg
     };
     let dw = default_weights();
-    let mut best_w = (score(&dw), dw);
+    let hyb = |w: &[f32; 4]| [w[0], w[1], w[2], w[3], 0.0, 0.0];
+    let mut best_w = (score(&hyb(&dw)), dw);
     log.push(format!(
         "validation hybrid default weights {dw:?}: ndcg@{k}={:.4}",
         best_w.0
@@ -180,7 +299,7 @@ fn tune(train: &Dataset, seed: u64, k: usize) -> Result<Tuned> {
             for &c in &[0.0f32, 0.1, 0.2, 0.4] {
                 for &d in &[0.0f32, 0.05, 0.1] {
                     let w = [a, b, c, d];
-                    let v = score(&w);
+                    let v = score(&hyb(&w));
                     if v > best_w.0 {
                         best_w = (v, w);
                     }
@@ -192,6 +311,10 @@ fn tune(train: &Dataset, seed: u64, k: usize) -> Result<Tuned> {
         "validation hybrid best weights (cf, content, graph, context) {:?}: ndcg@{k}={:.4}",
         best_w.1, best_w.0
     ));
+    let w = best_w.1;
+    let sona = grid_sona(&mut log, "static", k, |x| {
+        score(&[w[0], w[1], w[2], w[3], x[0], x[1]])
+    });
     log.push(format!("validation ease best lambda {}", best.1));
     eprintln!(
         "  tuning on a validation split took {:.1}s",
@@ -203,6 +326,7 @@ fn tune(train: &Dataset, seed: u64, k: usize) -> Result<Tuned> {
     Ok(Tuned {
         ease_lambda: best.1,
         weights: best_w.1,
+        sona,
         log,
     })
 }
@@ -213,6 +337,7 @@ fn build_systems(
     train: &Dataset,
     seed: u64,
     tuned: &Tuned,
+    streaming: bool,
     notes: &mut Vec<String>,
 ) -> Result<Vec<Box<dyn OnlineRecommender>>> {
     fn timed<T>(name: &str, f: impl FnOnce() -> T) -> T {
@@ -236,13 +361,10 @@ fn build_systems(
         )
     })?;
     out.push(Box::new(bpr.clone()));
-    out.push(Box::new(Sona::new(
-        bpr.clone(),
-        &SonaConfig {
-            seed: seed ^ 0x50,
-            ..Default::default()
-        },
-    )?));
+    let lora = lora_for(&bpr, seed)?;
+    out.push(Box::new(lora.clone()));
+    let memory = timed("memory", || memory_for(train, &bpr, true, true))?;
+    out.push(Box::new(memory.clone()));
     let ease = match timed("ease", || {
         Ease::train(
             train,
@@ -285,26 +407,64 @@ fn build_systems(
             None => Box::new(bpr.clone()),
         }
     };
-    for (name, weights) in [
-        ("hybrid_rrf", default_weights()),
-        ("hybrid_rrf_tuned", tuned.weights),
-    ] {
-        let models: [Box<dyn OnlineRecommender>; 4] = [
+    // (name, hybrid weights, SONA layer: (memory, its weight, adapter weight)).
+    let mut fused: Vec<(&str, [f32; 4], Option<(PatternMemory, f32, f32)>)> = vec![
+        ("hybrid_default", default_weights(), None),
+        ("hybrid", tuned.weights, None),
+        (
+            "sona",
+            tuned.weights,
+            Some((memory.clone(), tuned.sona[0], tuned.sona[1])),
+        ),
+    ];
+    if streaming {
+        // Ablations: the bank empty at the cutoff (only what is learned during the
+        // replay), and the bank as of the cutoff but frozen (learns nothing more).
+        fused.push((
+            "sona_bank_empty",
+            tuned.weights,
+            Some((
+                memory_for(train, &bpr, false, true)?,
+                tuned.sona[0],
+                tuned.sona[1],
+            )),
+        ));
+        let mut frozen = memory.clone();
+        frozen.set_learning(false);
+        fused.push((
+            "sona_bank_frozen",
+            tuned.weights,
+            Some((frozen, tuned.sona[0], tuned.sona[1])),
+        ));
+    }
+    for (name, weights, layer) in fused {
+        let mut comps: Vec<Component> = [
             cf(&ease),
-            Box::new(content.clone()),
+            Box::new(content.clone()) as Box<dyn OnlineRecommender>,
             Box::new(graph.clone()),
             Box::new(context.clone()),
-        ];
-        let comps = models
-            .into_iter()
-            .zip(ROLES)
-            .zip(weights)
-            .map(|((model, role), weight)| Component {
-                role: role.into(),
-                weight,
-                model,
-            })
-            .collect();
+        ]
+        .into_iter()
+        .zip(ROLES)
+        .zip(weights)
+        .map(|((model, role), weight)| Component {
+            role: role.into(),
+            weight,
+            model,
+        })
+        .collect();
+        if let Some((memory, wm, wl)) = layer {
+            comps.push(Component {
+                role: "memory".into(),
+                weight: wm,
+                model: Box::new(memory),
+            });
+            comps.push(Component {
+                role: "adapter".into(),
+                weight: wl,
+                model: Box::new(lora.clone()),
+            });
+        }
         out.push(Box::new(Fusion::new(
             name,
             train,
@@ -383,9 +543,9 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         eprintln!("static: per-user 75/25 random split (seed {})", args.seed);
         let split = static_split(&ds, 0.75, args.seed)?;
         let tuned = tune(&split.train, args.seed, args.k)?;
-        tuning.insert("static".into(), json!({"ease_lambda": tuned.ease_lambda, "hybrid_weights": tuned.weights.map(|w| (w as f64 * 1000.0).round() / 1000.0), "log": tuned.log}));
+        tuning.insert("static".into(), json!({"ease_lambda": tuned.ease_lambda, "hybrid_weights": tuned.weights.map(|w| (w as f64 * 1000.0).round() / 1000.0), "sona_weights": tuned.sona.map(|w| (w as f64 * 1000.0).round() / 1000.0), "log": tuned.log}));
         let mut rows = Vec::new();
-        for m in build_systems(&split.train, args.seed, &tuned, &mut notes)? {
+        for m in build_systems(&split.train, args.seed, &tuned, false, &mut notes)? {
             let s = eval_static(&split, m.as_ref(), args.k);
             eprintln!(
                 "  {:<12} P@{k}={:.4} NDCG@{k}={:.4}",
@@ -394,7 +554,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
                 s.ndcg,
                 k = args.k
             );
-            if m.name() == "hybrid_rrf_tuned" {
+            if m.name() == "sona" {
                 examples = explained_example(&split.train, m.as_ref(), 0, args.k);
             }
             rows.push((m.name().to_string(), s));
@@ -404,10 +564,11 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     if want("streaming") || want("cold_start") {
         eprintln!("streaming: train before the 80th-percentile timestamp, replay the rest");
         let split = temporal_split(&ds, 0.8)?;
-        let tuned = tune(&split.train, args.seed, args.k)?;
-        tuning.insert("streaming".into(), json!({"ease_lambda": tuned.ease_lambda, "hybrid_weights": tuned.weights.map(|w| (w as f64 * 1000.0).round() / 1000.0), "log": tuned.log}));
+        let mut tuned = tune(&split.train, args.seed, args.k)?;
+        tune_stream(&split.train, args.seed, args.k, &mut tuned)?;
+        tuning.insert("streaming".into(), json!({"ease_lambda": tuned.ease_lambda, "hybrid_weights": tuned.weights.map(|w| (w as f64 * 1000.0).round() / 1000.0), "sona_weights": tuned.sona.map(|w| (w as f64 * 1000.0).round() / 1000.0), "log": tuned.log}));
         let (mut stream_rows, mut cold_rows) = (Vec::new(), Vec::new());
-        for mut m in build_systems(&split.train, args.seed, &tuned, &mut notes)? {
+        for mut m in build_systems(&split.train, args.seed, &tuned, true, &mut notes)? {
             let t = Instant::now();
             let rep = replay(&split, m.as_mut(), args.k, 5)?;
             eprintln!(
@@ -433,7 +594,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     let mut json = render_json(&ds, args, &results, &notes, tuning);
-    json["example_user0_hybrid_rrf_tuned"] = json!(examples
+    json["example_user0_sona"] = json!(examples
         .iter()
         .map(|(t, e)| json!({"title": t, "explanation": e}))
         .collect::<Vec<_>>());
@@ -445,7 +606,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     if !examples.is_empty() {
         let _ = writeln!(
             md,
-            "## Example: static top-{} of user 0 (source id {}), hybrid_rrf_tuned\n",
+            "## Example: static top-{} of user 0 (source id {}), sona\n",
             args.k,
             ds.user_source_ids.first().copied().unwrap_or(0)
         );
@@ -536,9 +697,17 @@ fn render_md(
 (seen items excluded) before it is observed; metrics per event, averaged per user, then over users.\n\
 - cold_start: users with no interaction before the cutoff, scored from their 6th event on.\n\
 - MRR is MRR@k (0 when no relevant item is in the top k). Coverage: share of the catalog in any list.\n\
-- EASE λ and the hybrid_rrf_tuned weights are chosen per protocol on a validation split of that \
-protocol's training side (see eval.json `tuning`). hybrid_rrf uses the default weights \
-(cf 0.3, content 0.2, graph 0.4, context 0.1). Platforms are synthetic and unused here.\n"
+- EASE λ and the hybrid weights are chosen per protocol on a validation split of that \
+protocol's training side (see eval.json `tuning`). hybrid_default uses the default weights \
+(cf 0.3, content 0.2, graph 0.4, context 0.1). Platforms are synthetic and unused here.\n\
+- Every strategy observes each replayed event (item-kNN/EASE/content/graph use the viewer's \
+new history without retraining). sona = hybrid (same models, same weights) + the SONA layer: \
+the ReasoningBank memory (`memory`: patterns \"viewers in this state watched that next\", \
+learned live from the stream through the training period and the replay, visible after a \
+1-hour sync delay) and the per-viewer LoRA adapter with EWC++ (`bpr_lora`), fused by weighted \
+RRF with weights chosen on the validation split (static) or a validation replay of the \
+training side (streaming). Ablations: sona_bank_empty (bank empty at the cutoff: only what \
+is learned during the replay), sona_bank_frozen (bank as of the cutoff, learning off).\n"
     );
     if !notes.is_empty() {
         let _ = writeln!(s, "## Notes\n");
@@ -701,13 +870,15 @@ mod tests {
                 "popularity",
                 "item_knn",
                 "bpr_mf",
-                "sona",
+                "bpr_lora",
+                "memory",
                 "ease",
                 "content",
                 "graph",
                 "context",
-                "hybrid_rrf",
-                "hybrid_rrf_tuned",
+                "hybrid_default",
+                "hybrid",
+                "sona",
             ] {
                 let m = &systems[name];
                 for key in [
@@ -730,9 +901,9 @@ mod tests {
                 > 0
         );
         let md = std::fs::read_to_string(root.join("a/eval.md")).unwrap();
-        assert!(md.contains("| hybrid_rrf_tuned |"));
+        assert!(md.contains("| hybrid |"));
         assert!(md.contains("## Example: static top-10 of user 0"));
-        let ex = v["example_user0_hybrid_rrf_tuned"].as_array().unwrap();
+        let ex = v["example_user0_sona"].as_array().unwrap();
         assert_eq!(ex.len(), 10);
         assert!(ex
             .iter()
@@ -745,3 +916,4 @@ mod tests {
         std::fs::remove_dir_all(&root).unwrap();
     }
 }
+

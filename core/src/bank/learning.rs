@@ -59,6 +59,17 @@ pub struct LearnOutcome {
 }
 
 impl ReasoningBank {
+    /// Reinforces one pattern directly (the rule of step 3: confidence moves
+    /// `reinforce_rate` of the way to 1, usage + 1, last used = `now`), for callers
+    /// that decided themselves that the pattern's prediction came true.
+    pub fn reinforce_pattern(&mut self, id: PatternId, now: i64) -> Result<(), BankError> {
+        let (slot, _) = self.record(id)?;
+        let rate = self.config.reinforce_rate;
+        reinforce(self.record_mut(slot), rate, now);
+        self.counters.patterns_reinforced += 1;
+        Ok(())
+    }
+
     /// Learn from one query's feedback at time `now` (see the module docs).
     /// Invalid feedback is refused before anything changes.
     pub fn learn(&mut self, fb: &QueryFeedback, now: i64) -> Result<LearnOutcome, BankError> {

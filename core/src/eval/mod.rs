@@ -6,5 +6,6 @@ pub mod protocol;
 pub use crate::recommend::OnlineRecommender;
 pub use metrics::{user_metrics, Accumulator, Summary, UserMetrics};
 pub use protocol::{
-    eval_static, replay, static_split, temporal_split, EvalError, ReplayReport, Split,
+    eval_static, replay, replay_record, score_recorded, static_split, temporal_split, EvalError,
+    RecordedEvent, ReplayReport, Split,
 };

@@ -236,6 +236,94 @@ pub fn replay(
     })
 }
 
+/// One replayed event with every model's list as it was before the event.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RecordedEvent {
+    pub user: u32,
+    pub item: u32,
+    /// Counted in `cold_start` (the user was absent from training and this is
+    /// their event number `warmup + 1` or later).
+    pub cold: bool,
+    /// `lists[m]`: model m's top-`depth` list for this request.
+    pub lists: Vec<Vec<u32>>,
+}
+
+/// The same replay as [`replay`], for several models at once, recording each
+/// model's top-`depth` list before every event (then every model observes the
+/// event). Weighted fusions of these models can then be scored for many weight
+/// sets without replaying again ([`score_recorded`]); the result equals replaying
+/// a [`crate::recommend::fusion::Fusion`] of the same models with `depth` as its
+/// fusion depth.
+pub fn replay_record(
+    split: &Split,
+    models: &mut [Box<dyn OnlineRecommender>],
+    depth: usize,
+    warmup: usize,
+) -> Result<Vec<RecordedEvent>, EvalError> {
+    let n_items = split.train.n_items();
+    let mut seen = train_items(split);
+    let cold: Vec<bool> = seen.iter().map(|s| s.is_empty()).collect();
+    let mut events_so_far: Vec<usize> = vec![0; seen.len()];
+    let mut mask = vec![false; n_items];
+    let mut out = Vec::with_capacity(split.test.len());
+    for x in &split.test {
+        let u = x.user as usize;
+        if u >= seen.len() {
+            seen.resize(u + 1, Vec::new());
+            events_so_far.resize(u + 1, 0);
+        }
+        set_mask(&mut mask, &seen[u], true);
+        let lists = models
+            .iter()
+            .map(|m| m.recommend(x.user, depth, &mask, x.timestamp))
+            .collect();
+        set_mask(&mut mask, &seen[u], false);
+        out.push(RecordedEvent {
+            user: x.user,
+            item: x.item,
+            cold: cold.get(u).copied().unwrap_or(true) && events_so_far[u] >= warmup,
+            lists,
+        });
+        events_so_far[u] += 1;
+        for m in models.iter_mut() {
+            m.observe(x)?;
+        }
+        if let Err(p) = seen[u].binary_search(&x.item) {
+            seen[u].insert(p, x.item);
+        }
+    }
+    Ok(out)
+}
+
+/// Streaming and cold-start metrics of the weighted RRF (`rrf_k`) of recorded
+/// lists: `weights[m]` weighs `lists[m]`.
+pub fn score_recorded(
+    events: &[RecordedEvent],
+    weights: &[f32],
+    rrf_k: f32,
+    k: usize,
+    n_items: usize,
+) -> ReplayReport {
+    let mut stream = Accumulator::new(k, n_items);
+    let mut cold = Accumulator::new(k, n_items);
+    for e in events {
+        let refs: Vec<&[u32]> = e.lists.iter().map(|l| l.as_slice()).collect();
+        let fused: Vec<u32> = crate::recommend::fusion::rrf(&refs, weights, rrf_k, k)
+            .into_iter()
+            .map(|x| x.0)
+            .collect();
+        let rel = [e.item];
+        stream.add(e.user, &fused, &rel);
+        if e.cold {
+            cold.add(e.user, &fused, &rel);
+        }
+    }
+    ReplayReport {
+        streaming: stream.summary(),
+        cold_start: cold.summary(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,6 +10,7 @@
 //! - [`graph`]: GraphSAGE-style mean aggregation over the user–item–genre graph, BPR.
 //! - [`context`]: time-of-day / day-of-week item priors.
 //! - [`fusion`]: weighted reciprocal rank fusion with explanations.
+//! - [`memory`]: the ReasoningBank as a live "viewers in this state watched next" memory.
 //! - [`sona`]: BPR-MF plus the on-device LoRA + EWC++ adapter of [`crate::personalize`].
 //! - [`linalg`]: dense SPD inverse (Cholesky) used by EASE.
 
@@ -21,6 +22,7 @@ pub mod fusion;
 pub mod graph;
 pub mod item_knn;
 pub mod linalg;
+pub mod memory;
 pub mod popularity;
 pub mod sona;
 

@@ -115,7 +115,7 @@ impl Sona {
 
 impl OnlineRecommender for Sona {
     fn name(&self) -> &str {
-        "sona"
+        "bpr_lora"
     }
 
     fn recommend(&self, user: u32, k: usize, exclude: &[bool], _now: i64) -> Vec<u32> {

@@ -1,0 +1,361 @@
+//! The ReasoningBank as a recommendation strategy: a shared memory of "viewers in
+//! this state went on to watch that", learned live from the interaction stream.
+//!
+//! **State.** A viewer's query embedding is the recency-weighted mean of the item
+//! vectors of their last `window` watched titles (weights `recency_decay^age`,
+//! newest first), unit-normalized. The item vectors are any item embedding of the
+//! global model (the evaluation uses BPR-MF item factors).
+//!
+//! **Learning.** When a viewer watches item `j` while in state `q`, the memory
+//! stores the pattern `q → {j}` in a [`ReasoningBank`] (owner = the viewer).
+//! Patterns become searchable `sync_delay_secs` after they were made (the device
+//! uploads them to the sync server's shared bank and fetches the bank back; the
+//! delay models that round trip, and applies to the viewer's own patterns too). When a viewer watches an item that a matched pattern
+//! predicted, that pattern is reinforced (confidence towards 1, usage + 1, the
+//! bank's rule), so patterns that keep predicting well weigh more.
+//!
+//! **Ranking.** The `neighbours` patterns most similar to the viewer's current
+//! state (cosine ≥ `min_similarity`) vote for their results with weight
+//! `similarity^sim_power · boost`, `boost = confidence · (1 + log2(usage)/10)`
+//! (the bank's boost formula). Items are ranked by total vote; an item no pattern
+//! voted for is not listed (the list can be shorter than `k`).
+//!
+//! **Where patterns come from.** A memory built with [`PatternMemory::new`] starts
+//! empty. [`PatternMemory::warm_up`] streams a history through it first (the bank as
+//! it would stand had it been running live through that period). With
+//! `learn_patterns = false` the memory still follows each viewer's state but stores
+//! and reinforces nothing (an ablation that isolates what live learning adds).
+//! Prune / merge / decay maintenance is the sync server's job (scheduled there) and
+//! is not run here.
+
+use std::collections::VecDeque;
+
+use super::{top_k, OnlineRecommender, Reason, RecommendError};
+use crate::bank::{BankConfig, NewPattern, PatternContext, ReasoningBank};
+use crate::data::{Dataset, Interaction};
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct MemoryConfig {
+    /// Titles that make up a viewer's state.
+    pub window: usize,
+    /// Weight of each older title in the state, relative to the next newer one.
+    pub recency_decay: f32,
+    /// Patterns consulted per request.
+    pub neighbours: usize,
+    /// Cosine floor of a consulted pattern.
+    pub min_similarity: f32,
+    /// Exponent sharpening the similarity weights.
+    pub sim_power: f32,
+    /// How long a new pattern takes to reach the devices (upload + fetch).
+    pub sync_delay_secs: i64,
+    /// Store and reinforce patterns from observed events (false: read only).
+    pub learn_patterns: bool,
+}
+
+impl Default for MemoryConfig {
+    fn default() -> Self {
+        MemoryConfig {
+            window: 3,
+            recency_decay: 0.6,
+            neighbours: 300,
+            min_similarity: 0.3,
+            sim_power: 2.0,
+            sync_delay_secs: 3_600,
+            learn_patterns: true,
+        }
+    }
+}
+
+impl MemoryConfig {
+    fn validate(&self) -> Result<(), RecommendError> {
+        let ok = self.window >= 1
+            && self.recency_decay.is_finite()
+            && self.recency_decay > 0.0
+            && self.recency_decay <= 1.0
+            && self.neighbours >= 1
+            && self.min_similarity.is_finite()
+            && (-1.0..=1.0).contains(&self.min_similarity)
+            && self.sim_power.is_finite()
+            && self.sim_power > 0.0
+            && self.sync_delay_secs >= 0;
+        if ok {
+            Ok(())
+        } else {
+            Err(RecommendError::InvalidConfig(format!(
+                "memory: window ≥ 1, 0 < recency_decay ≤ 1, neighbours ≥ 1, \
+                 min_similarity in [-1, 1], sim_power > 0, delays ≥ 0 (got {self:?})"
+            )))
+        }
+    }
+}
+
+/// See the module docs.
+#[derive(Clone, Debug)]
+pub struct PatternMemory {
+    cfg: MemoryConfig,
+    bank: ReasoningBank,
+    dim: usize,
+    /// Unit-normalized item vectors, `n_items × dim`.
+    item_vecs: Vec<f32>,
+    /// Each viewer's last `window` titles, newest last.
+    recent: Vec<VecDeque<u32>>,
+    /// Other viewers' patterns on their way to this device: (visible at, pattern).
+    pending: VecDeque<(i64, NewPattern)>,
+    titles: Vec<String>,
+}
+
+fn normalize(v: &mut [f32]) -> bool {
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if n > 0.0 && n.is_finite() {
+        v.iter_mut().for_each(|x| *x /= n);
+        true
+    } else {
+        false
+    }
+}
+
+impl PatternMemory {
+    /// An empty memory over `item_vecs` (`n_items × dim`, row-major). Each viewer's
+    /// starting state is taken from their history in `history` (time order).
+    pub fn new(
+        history: &Dataset,
+        item_vecs: &[f32],
+        dim: usize,
+        cfg: &MemoryConfig,
+    ) -> Result<Self, RecommendError> {
+        cfg.validate()?;
+        let n_items = history.n_items();
+        if dim == 0 || item_vecs.len() != n_items * dim {
+            return Err(RecommendError::InvalidConfig(format!(
+                "memory: item vectors must be n_items × dim = {n_items} × {dim}, got {} floats",
+                item_vecs.len()
+            )));
+        }
+        if item_vecs.iter().any(|x| !x.is_finite()) {
+            return Err(RecommendError::NonFinite);
+        }
+        let mut vecs = item_vecs.to_vec();
+        for row in vecs.chunks_exact_mut(dim) {
+            normalize(row);
+        }
+        let bank = ReasoningBank::new(BankConfig {
+            min_similarity: cfg.min_similarity,
+            ..BankConfig::with_dim(dim)
+        })
+        .map_err(|e| RecommendError::InvalidConfig(format!("memory bank: {e}")))?;
+        let mut m = PatternMemory {
+            cfg: cfg.clone(),
+            bank,
+            dim,
+            item_vecs: vecs,
+            recent: vec![VecDeque::new(); history.n_users()],
+            pending: VecDeque::new(),
+            titles: history.items.iter().map(|i| i.display_title()).collect(),
+        };
+        let mut order: Vec<&Interaction> = history.interactions.iter().collect();
+        order.sort_by_key(|x| (x.timestamp, x.user, x.item));
+        for x in order {
+            if x.item as usize >= n_items {
+                return Err(RecommendError::ItemOutOfRange {
+                    item: x.item,
+                    n_items,
+                });
+            }
+            m.push_recent(x.user, x.item);
+        }
+        Ok(m)
+    }
+
+    /// Learns from `history` as if it had been streamed live (time order): every
+    /// interaction is observed. Viewer states restart from their first title.
+    pub fn warm_up(&mut self, history: &Dataset) -> Result<(), RecommendError> {
+        self.recent.iter_mut().for_each(|r| r.clear());
+        let mut order: Vec<&Interaction> = history.interactions.iter().collect();
+        order.sort_by_key(|x| (x.timestamp, x.user, x.item));
+        for x in order {
+            self.observe(x)?;
+        }
+        Ok(())
+    }
+
+    /// Turns pattern learning on or off (states keep following the viewers).
+    pub fn set_learning(&mut self, on: bool) {
+        self.cfg.learn_patterns = on;
+    }
+
+    /// Live patterns in the bank (not counting those still in transit).
+    pub fn patterns(&self) -> usize {
+        self.bank.len()
+    }
+
+    pub fn bank(&self) -> &ReasoningBank {
+        &self.bank
+    }
+
+    fn push_recent(&mut self, user: u32, item: u32) {
+        let u = user as usize;
+        if u >= self.recent.len() {
+            self.recent.resize(u + 1, VecDeque::new());
+        }
+        let r = &mut self.recent[u];
+        r.retain(|&i| i != item);
+        r.push_back(item);
+        while r.len() > self.cfg.window {
+            r.pop_front();
+        }
+    }
+
+    /// The viewer's current state embedding, `None` before their first title.
+    pub fn state(&self, user: u32) -> Option<Vec<f32>> {
+        let r = self.recent.get(user as usize)?;
+        if r.is_empty() {
+            return None;
+        }
+        let mut q = vec![0.0f32; self.dim];
+        let mut w = 1.0f32;
+        for &i in r.iter().rev() {
+            let v = &self.item_vecs[i as usize * self.dim..(i as usize + 1) * self.dim];
+            q.iter_mut().zip(v).for_each(|(a, b)| *a += w * b);
+            w *= self.cfg.recency_decay;
+        }
+        normalize(&mut q).then_some(q)
+    }
+
+    /// Votes per item from the patterns matching `user`'s state, plus the id of
+    /// the pattern that voted most for each item. Patterns in transit whose time
+    /// has come (`visible ≤ now`) are searched too.
+    fn votes(&self, user: u32, now: i64) -> Vec<(u32, f32, u64)> {
+        let Some(q) = self.state(user) else {
+            return Vec::new();
+        };
+        let n_items = self.item_vecs.len() / self.dim;
+        let mut best: std::collections::BTreeMap<u32, (f32, f32, u64)> = Default::default();
+        let mut vote = |item: u64, w: f32, pid: u64| {
+            if (item as usize) < n_items {
+                let e = best.entry(item as u32).or_insert((0.0, 0.0, pid));
+                e.0 += w;
+                if w > e.1 {
+                    e.1 = w;
+                    e.2 = pid;
+                }
+            }
+        };
+        if let Ok(found) = self.bank.find_similar_patterns(
+            &q,
+            &PatternContext::default(),
+            self.cfg.neighbours,
+            self.cfg.min_similarity,
+        ) {
+            for m in &found.matches {
+                let w = m.similarity.max(0.0).powf(self.cfg.sim_power)
+                    * self.bank.boost_of(m.confidence, m.usage_count);
+                for &r in &m.successful_results {
+                    vote(r, w, m.id);
+                }
+            }
+        }
+        // Arrived since the last observed event but not yet inserted.
+        let init = self.bank.config().initial_confidence;
+        for (visible, p) in &self.pending {
+            if *visible > now {
+                break;
+            }
+            let mut e = p.query_embedding.clone();
+            if !normalize(&mut e) {
+                continue;
+            }
+            let s = super::dot(&e, &q);
+            if s >= self.cfg.min_similarity {
+                let w = s.powf(self.cfg.sim_power) * self.bank.boost_of(init, 1);
+                for &r in &p.successful_results {
+                    vote(r, w, u64::MAX);
+                }
+            }
+        }
+        best.into_iter().map(|(i, (v, _, p))| (i, v, p)).collect()
+    }
+
+    fn flush(&mut self, now: i64) -> Result<(), RecommendError> {
+        while self.pending.front().is_some_and(|(t, _)| *t <= now) {
+            let (t, p) = self.pending.pop_front().expect("front checked");
+            self.bank
+                .store_pattern(p, t)
+                .map_err(|e| RecommendError::Personalize(format!("memory bank: {e}")))?;
+        }
+        Ok(())
+    }
+}
+
+impl OnlineRecommender for PatternMemory {
+    fn name(&self) -> &str {
+        "memory"
+    }
+
+    fn recommend(&self, user: u32, k: usize, exclude: &[bool], now: i64) -> Vec<u32> {
+        let votes = self.votes(user, now);
+        if votes.is_empty() {
+            return Vec::new();
+        }
+        let n_items = self.item_vecs.len() / self.dim;
+        let mut scores = vec![f32::NAN; n_items];
+        for (i, v, _) in votes {
+            scores[i as usize] = v;
+        }
+        top_k(&scores, k, exclude)
+    }
+
+    fn observe(&mut self, x: &Interaction) -> Result<(), RecommendError> {
+        let n_items = self.item_vecs.len() / self.dim;
+        if x.item as usize >= n_items {
+            return Err(RecommendError::ItemOutOfRange {
+                item: x.item,
+                n_items,
+            });
+        }
+        if !x.rating.is_finite() {
+            return Err(RecommendError::NonFinite);
+        }
+        self.flush(x.timestamp)?;
+        if let Some(q) = self.state(x.user).filter(|_| self.cfg.learn_patterns) {
+            // Reinforce the viewer's matched patterns that predicted this title.
+            if let Ok(found) = self.bank.find_similar_patterns(
+                &q,
+                &PatternContext::default(),
+                self.cfg.neighbours,
+                self.cfg.min_similarity,
+            ) {
+                for m in found.matches {
+                    if m.successful_results.contains(&(x.item as u64)) {
+                        let _ = self.bank.reinforce_pattern(m.id, x.timestamp);
+                    }
+                }
+            }
+            let p = NewPattern {
+                query_embedding: q,
+                successful_results: vec![x.item as u64],
+                user: Some(x.user as u64),
+                segment: None,
+                context: PatternContext::default(),
+                confidence: self.bank.config().initial_confidence,
+                usage_count: 1,
+            };
+            self.pending
+                .push_back((x.timestamp + self.cfg.sync_delay_secs, p));
+            self.flush(x.timestamp)?;
+        }
+        self.push_recent(x.user, x.item);
+        Ok(())
+    }
+
+    fn explain(&self, user: u32, item: u32, now: i64) -> Option<Reason> {
+        let votes = self.votes(user, now);
+        let (_, _, pid) = votes.into_iter().find(|v| v.0 == item)?;
+        let last = self.recent.get(user as usize)?.back().copied()?;
+        let title = self.titles.get(last as usize)?;
+        Some(Reason::Text(if pid == u64::MAX {
+            format!("Matches a fresh pattern: viewers who watched {title} went on to this")
+        } else {
+            format!("Matches successful pattern #{pid}: viewers who watched {title} went on to this")
+        }))
+    }
+}
