@@ -8,7 +8,6 @@
 //! Every input is validated (by this layer or by the core call it delegates to)
 //! before any state changes, so a rejected call leaves the engine as it was.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -156,9 +155,10 @@ struct SavedState {
     user_id: String,
     adapter: Blob,
     global: Blob,
-    /// Recent interactions (absent in states saved before the fused ranking).
+    /// Recent interactions, `ViewerHistory::to_bytes` (empty in states saved before the
+    /// fused ranking).
     #[serde(default)]
-    history: ViewerHistory,
+    history: Blob,
 }
 
 const STATE_MAGIC: [u8; 4] = *b"SNWS";
@@ -341,17 +341,41 @@ impl EngineCore {
     }
 
     /// Replace the catalog. `embeddings` is n × d row-major, ids must be unique.
-    /// `related` (optional): per title id, the ids of related titles with a weight > 0
-    /// (e.g. co-watch counts); titles without a list use their embedding neighbours.
+    /// `related` (optional): `{id: [[otherId, weight > 0], …]}` (e.g. co-watch counts);
+    /// titles without a list use their embedding neighbours.
     pub fn load_catalog(
         &mut self,
         items: Vec<CatalogItem>,
         embeddings: Vec<f32>,
-        related: Option<HashMap<String, Vec<(String, f32)>>>,
+        related: Option<&Value>,
     ) -> Result<usize, EngineError> {
         let d = self.cfg.d;
-        let what = "loadCatalog";
-        let fail = |err| EngineError::Recommend { what, err };
+        let mut rel = Vec::new();
+        if let Some(v) = related {
+            let Value::Object(m) = v else {
+                return input("loadCatalog related: expected an object {id: [[id, weight], …]}");
+            };
+            for (id, list) in m {
+                let pairs = list.as_array().map(|a| {
+                    a.iter()
+                        .map(|p| match p.as_array().map(|x| x.as_slice()) {
+                            Some([Value::String(o), Value::Number(w)]) => {
+                                Some((o.clone(), w.as_f64()? as f32))
+                            }
+                            _ => None,
+                        })
+                        .collect::<Option<Vec<_>>>()
+                });
+                match pairs {
+                    Some(Some(p)) => rel.push((id.clone(), p)),
+                    _ => {
+                        return input(format!(
+                            "loadCatalog related[{id:?}]: expected an array of [id, weight] pairs"
+                        ))
+                    }
+                }
+            }
+        }
         let device_items: Vec<DeviceItem> = items
             .iter()
             .map(|it| DeviceItem {
@@ -361,32 +385,12 @@ impl EngineCore {
                 year: it.year,
             })
             .collect();
-        let related = match related {
-            None => None,
-            Some(map) => {
-                let index: HashMap<&str, u32> = items
-                    .iter()
-                    .enumerate()
-                    .map(|(i, it)| (it.id.as_str(), i as u32))
-                    .collect();
-                let mut lists = vec![Vec::new(); items.len()];
-                for (id, rel) in map {
-                    let Some(&i) = index.get(id.as_str()) else {
-                        return input(format!("loadCatalog related: unknown item {id:?}"));
-                    };
-                    for (other, w) in rel {
-                        let Some(&j) = index.get(other.as_str()) else {
-                            return input(format!(
-                                "loadCatalog related[{id:?}]: unknown item {other:?}"
-                            ));
-                        };
-                        lists[i as usize].push((j, w));
-                    }
-                }
-                Some(lists)
+        let ranker = DeviceRanker::new(d, device_items, embeddings, rel).map_err(|err| {
+            EngineError::Recommend {
+                what: "loadCatalog",
+                err,
             }
-        };
-        let ranker = DeviceRanker::new(d, device_items, embeddings, related).map_err(fail)?;
+        })?;
         let n = items.len();
         self.catalog = Some(Catalog { items, ranker });
         Ok(n)
@@ -628,7 +632,7 @@ impl EngineCore {
                 user_id: self.adapter.user_id().to_string(),
                 adapter: Blob(self.adapter.to_bytes()),
                 global: Blob(self.adapter.global().to_bytes()),
-                history: self.history.clone(),
+                history: Blob(self.history.to_bytes()),
             },
         )
     }
@@ -652,9 +656,17 @@ impl EngineCore {
             global.clone(),
         )?;
         let shared = Adapter::new(&s.user_id, &self.cfg, self.base.clone(), global)?;
+        let history = if s.history.0.is_empty() {
+            ViewerHistory::default()
+        } else {
+            ViewerHistory::from_bytes(&s.history.0).map_err(|err| EngineError::Recommend {
+                what: "loadState",
+                err,
+            })?
+        };
         self.adapter = adapter;
         self.shared = shared;
-        self.history = s.history;
+        self.history = history;
         Ok(())
     }
 

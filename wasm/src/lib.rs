@@ -238,13 +238,12 @@ impl Engine {
             None => return Err(JsError::new("loadCatalog: embeddings is required")),
         };
         let related = match field(o, "related") {
-            Some(v) => Some(
-                serde_json::from_value(from_js("loadCatalog related", &v)?)
-                    .map_err(|e| JsError::new(&format!("loadCatalog related: {e}")))?,
-            ),
+            Some(v) => Some(from_js("loadCatalog related", &v)?),
             None => None,
         };
-        self.core.load_catalog(items, emb, related).map_err(err)
+        self.core
+            .load_catalog(items, emb, related.as_ref())
+            .map_err(err)
     }
 
     /// `recommend({query?, embedding?, context?, k?, exclude?, now?})` → `{route, weights,

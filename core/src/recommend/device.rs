@@ -38,8 +38,6 @@
 
 use std::collections::HashMap;
 
-use serde::{Deserialize, Serialize};
-
 use super::fusion::{rrf_term, Contribution, FusionConfig, DEFAULT_WEIGHTS};
 use super::{dot, RecommendError};
 use crate::personalize::{Adapter, Device};
@@ -103,13 +101,12 @@ fn seeks_titles(route: Option<Route>) -> bool {
     )
 }
 
-/// Filler words of requests, never matched against titles.
-const FILLER: [&str; 44] = [
+/// Filler words of requests (as folded), never matched against titles.
+const FILLER: [&str; 42] = [
     "movie",
     "film",
     "show",
     "serie",
-    "series",
     "watch",
     "watching",
     "like",
@@ -147,7 +144,6 @@ const FILLER: [&str; 44] = [
     "streaming",
     "play",
     "please",
-    "show",
     "one",
 ];
 
@@ -179,7 +175,7 @@ pub struct DeviceItem {
 }
 
 /// The request context. Every factor is optional; only the given ones are used.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DeviceContext {
     /// 0..=23, local time.
     pub hour_of_day: Option<u8>,
@@ -242,7 +238,7 @@ fn device_phrase(d: Device) -> &'static str {
 
 /// One recorded interaction: which title, how strong a signal (negative for skips and
 /// low ratings), in which context, when (unix seconds).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct HistoryEvent {
     pub item: String,
     pub strength: f32,
@@ -251,11 +247,23 @@ pub struct HistoryEvent {
 }
 
 /// The viewer's most recent interactions (at most [`HISTORY_CAP`], oldest first),
-/// persisted with the adapter.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// persisted with the adapter ([`ViewerHistory::to_bytes`]).
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct ViewerHistory {
     events: Vec<HistoryEvent>,
 }
+
+/// Devices in the order of their byte code in [`ViewerHistory::to_bytes`].
+const DEVICES: [Device; 6] = [
+    Device::Tv,
+    Device::Mobile,
+    Device::Tablet,
+    Device::Desktop,
+    Device::Web,
+    Device::Other,
+];
+const NONE: u8 = 0xFF;
+const HISTORY_FORMAT: u8 = 1;
 
 impl ViewerHistory {
     /// Appends one interaction; the oldest is dropped beyond [`HISTORY_CAP`].
@@ -292,6 +300,85 @@ impl ViewerHistory {
 
     pub fn is_empty(&self) -> bool {
         self.events.is_empty()
+    }
+
+    /// Compact little-endian encoding: format byte, u32 count, then per event: u16 id
+    /// length, id bytes, f32 strength, u8 hour, u8 day, u8 device (0xFF: not given), i64 time.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut b = vec![HISTORY_FORMAT];
+        b.extend((self.events.len() as u32).to_le_bytes());
+        for e in &self.events {
+            let id = &e.item.as_bytes()[..e.item.len().min(u16::MAX as usize)];
+            b.extend((id.len() as u16).to_le_bytes());
+            b.extend(id);
+            b.extend(e.strength.to_le_bytes());
+            b.push(e.context.hour_of_day.unwrap_or(NONE));
+            b.push(e.context.day_of_week.unwrap_or(NONE));
+            let dev = e
+                .context
+                .device
+                .and_then(|d| DEVICES.iter().position(|&x| x == d));
+            b.push(dev.map_or(NONE, |i| i as u8));
+            b.extend(e.at.to_le_bytes());
+        }
+        b
+    }
+
+    /// Decodes [`to_bytes`](Self::to_bytes); rejects truncated, oversized or invalid data.
+    pub fn from_bytes(b: &[u8]) -> Result<Self, RecommendError> {
+        let bad = |m: &str| RecommendError::InvalidInput(format!("viewer history: {m}"));
+        let mut at = 0usize;
+        let mut take = |n: usize| -> Result<&[u8], RecommendError> {
+            let s = b.get(at..at + n).ok_or_else(|| bad("truncated"))?;
+            at += n;
+            Ok(s)
+        };
+        let mut arr = |n: usize| -> Result<[u8; 8], RecommendError> {
+            let mut a = [0u8; 8];
+            a[..n].copy_from_slice(take(n)?);
+            Ok(a)
+        };
+        if arr(1)?[0] != HISTORY_FORMAT {
+            return Err(bad("unknown format"));
+        }
+        let w = arr(4)?;
+        let n = u32::from_le_bytes([w[0], w[1], w[2], w[3]]) as usize;
+        if n > HISTORY_CAP {
+            return Err(bad("too many events"));
+        }
+        let mut h = ViewerHistory::default();
+        for _ in 0..n {
+            let w = arr(2)?;
+            let len = u16::from_le_bytes([w[0], w[1]]) as usize;
+            let mut id = vec![0u8; len];
+            for x in id.iter_mut() {
+                *x = arr(1)?[0];
+            }
+            let item = String::from_utf8(id).map_err(|_| bad("id is not UTF-8"))?;
+            let w = arr(4)?;
+            let strength = f32::from_le_bytes([w[0], w[1], w[2], w[3]]);
+            let c = arr(3)?;
+            let opt = |v: u8| (v != NONE).then_some(v);
+            let device = match opt(c[2]) {
+                None => None,
+                Some(i) => Some(
+                    *DEVICES
+                        .get(i as usize)
+                        .ok_or_else(|| bad("unknown device"))?,
+                ),
+            };
+            let context = DeviceContext {
+                hour_of_day: opt(c[0]),
+                day_of_week: opt(c[1]),
+                device,
+            };
+            let t = i64::from_le_bytes(arr(8)?);
+            h.record(&item, strength, context, t)?;
+        }
+        if arr(1).is_ok() {
+            return Err(bad("trailing bytes"));
+        }
+        Ok(h)
     }
 }
 
@@ -342,7 +429,7 @@ pub struct DeviceRanker {
     /// n × d, row-major, and each row's L2 norm.
     embeddings: Vec<f32>,
     norms: Vec<f32>,
-    /// Genre vocabulary (lower case), its folded words, and each item's genre ids.
+    /// Genre names (as first given), their folded words, and each item's genre ids.
     genre_names: Vec<String>,
     genre_words: Vec<Vec<String>>,
     item_genres: Vec<Vec<u16>>,
@@ -354,8 +441,9 @@ pub struct DeviceRanker {
     title_items: Vec<Vec<u32>>,
     title_idf: Vec<f32>,
     item_words: Vec<Vec<u32>>,
-    year_items: HashMap<u16, Vec<u32>>,
-    year_idf: HashMap<u16, f32>,
+    /// Items and idf per year `YEAR0..=YEAR1` (index `year - YEAR0`).
+    year_items: Vec<Vec<u32>>,
+    year_idf: Vec<f32>,
     /// `sqrt(Σ idf²)` over each item's genre, year and title features, and the same
     /// without title words.
     lex_norm: Vec<f32>,
@@ -364,7 +452,9 @@ pub struct DeviceRanker {
     fresh_order: Vec<u32>,
     /// Host-supplied related titles (e.g. co-watch), per item; empty = use embeddings.
     related: Vec<Vec<(u32, f32)>>,
-    neighbour_cache: HashMap<u32, Vec<(u32, f32)>>,
+    /// Embedding neighbours computed so far (per item), and how many.
+    neighbour_cache: Vec<Option<Vec<(u32, f32)>>>,
+    cached: usize,
     cfg: FusionConfig,
     scratch: Scratch,
 }
@@ -408,20 +498,85 @@ fn dot2(a: &[f32], b: &[f32], e: &[f32]) -> (f32, f32) {
     (sum(s) + ts, sum(t) + tt)
 }
 
-/// Keeps the best `depth` of `c` (score descending, ties to the lower index), sorted:
-/// an O(len) partial selection, then a sort of the kept head only.
-fn keep_top(c: &mut Vec<(f32, u32)>, depth: usize) {
-    let cmp = |a: &(f32, u32), b: &(f32, u32)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
-    if depth == 0 {
-        c.clear();
-        return;
-    }
-    if c.len() > depth {
-        c.select_nth_unstable_by(depth - 1, cmp);
-        c.truncate(depth);
-    }
-    c.sort_unstable_by(cmp);
+/// Score descending, ties to the lower index: the one order every list here uses (a
+/// total order, so unstable sorts and selections are deterministic).
+fn by_score(a: &(f32, u32), b: &(f32, u32)) -> std::cmp::Ordering {
+    b.0.total_cmp(&a.0).then(a.1.cmp(&b.1))
 }
+
+/// True when `a` ranks after `b`.
+#[inline]
+fn worse(a: &(f32, u32), b: &(f32, u32)) -> bool {
+    by_score(a, b) == std::cmp::Ordering::Greater
+}
+
+/// Restores the heap below `i` in `h`, a binary heap whose root is the worst entry.
+fn sift_down(h: &mut [(f32, u32)], mut i: usize) {
+    loop {
+        let (l, r) = (2 * i + 1, 2 * i + 2);
+        let mut w = i;
+        if l < h.len() && worse(&h[l], &h[w]) {
+            w = l;
+        }
+        if r < h.len() && worse(&h[r], &h[w]) {
+            w = r;
+        }
+        if w == i {
+            return;
+        }
+        h.swap(i, w);
+        i = w;
+    }
+}
+
+/// Sorts best first in [`by_score`] order: a heapsort (small code, no allocation).
+fn sort_pairs(v: &mut [(f32, u32)]) {
+    for i in (0..v.len() / 2).rev() {
+        sift_down(v, i);
+    }
+    for end in (1..v.len()).rev() {
+        v.swap(0, end);
+        sift_down(&mut v[..end], 0);
+    }
+}
+
+/// Adds `p` to `h`, a heap of the best `depth` entries seen so far (root: the worst).
+#[inline]
+fn top_push(h: &mut Vec<(f32, u32)>, depth: usize, p: (f32, u32)) {
+    if h.len() < depth {
+        h.push(p);
+        let mut i = h.len() - 1;
+        while i > 0 && worse(&h[i], &h[(i - 1) / 2]) {
+            h.swap(i, (i - 1) / 2);
+            i = (i - 1) / 2;
+        }
+    } else if depth > 0 && worse(&h[0], &p) {
+        h[0] = p;
+        sift_down(h, 0);
+    }
+}
+
+/// Keeps the best `depth` of `c`, sorted best first: O(len · log depth), in place.
+fn keep_top(c: &mut Vec<(f32, u32)>, depth: usize) {
+    if c.len() > depth {
+        let k = depth;
+        for i in (0..k / 2).rev() {
+            sift_down(&mut c[..k], i);
+        }
+        for j in k..c.len() {
+            if k > 0 && worse(&c[0], &c[j]) {
+                c[0] = c[j];
+                sift_down(&mut c[..k], 0);
+            }
+        }
+        c.truncate(k);
+    }
+    sort_pairs(c);
+}
+
+/// First and last year with a word-match feature ("movies from 1977").
+const YEAR0: u16 = 1870;
+const YEAR1: u16 = 2100;
 
 /// Ranks 1.. of a sorted list into `out` as (item, rank).
 fn ranked(c: &[(f32, u32)], out: &mut Vec<(u32, u32)>) {
@@ -444,13 +599,13 @@ pub fn year_of(unix_secs: i64) -> i64 {
 
 impl DeviceRanker {
     /// Builds every per-catalog structure. `embeddings` is `items.len() × d`, finite;
-    /// ids unique and non-empty. `related[i]`, when given, lists item i's related
-    /// titles (index, weight > 0) and replaces its embedding neighbours.
+    /// ids unique and non-empty. `related`: (id, [(other id, weight > 0)]) lists that
+    /// replace those titles' embedding neighbours (e.g. co-watch data).
     pub fn new(
         d: usize,
         items: Vec<DeviceItem>,
         embeddings: Vec<f32>,
-        related: Option<Vec<Vec<(u32, f32)>>>,
+        related: Vec<(String, Vec<(String, f32)>)>,
     ) -> Result<Self, RecommendError> {
         let n = items.len();
         let bad = |m: String| Err(RecommendError::InvalidInput(m));
@@ -482,32 +637,32 @@ impl DeviceRanker {
                 return bad(format!("duplicate item id {:?}", it.id));
             }
         }
-        let related = match related {
-            None => vec![Vec::new(); n],
-            Some(r) => {
-                if r.len() != n {
-                    return bad(format!("related has {} lists for {n} items", r.len()));
+        let mut rel: Vec<Vec<(u32, f32)>> = vec![Vec::new(); n];
+        for (id, list) in related {
+            let Some(&i) = index.get(&id) else {
+                return bad(format!("related: unknown item {id:?}"));
+            };
+            let mut pairs: Vec<(f32, u32)> = Vec::with_capacity(list.len());
+            for (other, w) in list {
+                let Some(&j) = index.get(&other) else {
+                    return bad(format!("related[{id:?}]: unknown item {other:?}"));
+                };
+                if j == i || !(w > 0.0 && w.is_finite()) {
+                    return bad(format!(
+                        "related[{id:?}]: ({other:?}, {w}) must name another title with a finite weight > 0"
+                    ));
                 }
-                for (i, l) in r.iter().enumerate() {
-                    if let Some(&(j, w)) = l.iter().find(|&&(j, w)| {
-                        j as usize >= n || j as usize == i || !(w > 0.0 && w.is_finite())
-                    }) {
-                        return bad(format!(
-                            "related titles of item {:?}: entry ({j}, {w}) must name another catalog item with a finite weight > 0",
-                            items[i].id
-                        ));
-                    }
-                }
-                r.into_iter()
-                    .map(|mut l| {
-                        l.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-                        l.dedup_by_key(|e| e.0);
-                        l.truncate(NEIGHBOURS);
-                        l
-                    })
-                    .collect()
+                pairs.push((w, j));
             }
-        };
+            sort_pairs(&mut pairs);
+            let l = &mut rel[i as usize];
+            for (w, j) in pairs {
+                if l.len() < NEIGHBOURS && !l.iter().any(|e: &(u32, f32)| e.0 == j) {
+                    l.push((j, w));
+                }
+            }
+        }
+        let related = rel;
         let norms: Vec<f32> = embeddings
             .chunks_exact(d)
             .map(|e| dot(e, e).sqrt())
@@ -516,13 +671,14 @@ impl DeviceRanker {
         let idf = |df: usize| (1.0 + nf / df.max(1) as f32).ln();
 
         // Genres.
-        let mut genre_ids: HashMap<String, u16> = HashMap::new();
+        let mut genre_ids: HashMap<String, u32> = HashMap::new();
         let mut genre_names = Vec::new();
         let mut item_genres = Vec::with_capacity(n);
         for it in &items {
             let mut gs: Vec<u16> = Vec::new();
             for g in &it.genres {
-                let key = g.trim().to_lowercase();
+                // Genres are the same when their words are ("Sci-Fi" = "sci fi").
+                let key = words(g).join(" ");
                 if key.is_empty() {
                     continue;
                 }
@@ -530,10 +686,10 @@ impl DeviceRanker {
                 if next >= u16::MAX as usize {
                     return bad("more than 65534 distinct genres".into());
                 }
-                let id = *genre_ids.entry(key.clone()).or_insert_with(|| {
-                    genre_names.push(key);
-                    next as u16
-                });
+                let id = *genre_ids.entry(key).or_insert_with(|| {
+                    genre_names.push(g.trim().to_string());
+                    next as u32
+                }) as u16;
                 if !gs.contains(&id) {
                     gs.push(id);
                 }
@@ -578,14 +734,13 @@ impl DeviceRanker {
         }
 
         // Years.
-        let mut year_items: HashMap<u16, Vec<u32>> = HashMap::new();
+        let mut year_items: Vec<Vec<u32>> = vec![Vec::new(); (YEAR1 - YEAR0 + 1) as usize];
         for (i, it) in items.iter().enumerate() {
-            if let Some(y) = it.year {
-                year_items.entry(y).or_default().push(i as u32);
+            if let Some(y) = it.year.filter(|y| (YEAR0..=YEAR1).contains(y)) {
+                year_items[(y - YEAR0) as usize].push(i as u32);
             }
         }
-        let year_idf: HashMap<u16, f32> =
-            year_items.iter().map(|(&y, v)| (y, idf(v.len()))).collect();
+        let year_idf: Vec<f32> = year_items.iter().map(|v| idf(v.len())).collect();
 
         let mut lex_norm = Vec::with_capacity(n);
         let mut lex_norm_no_title = Vec::with_capacity(n);
@@ -594,8 +749,8 @@ impl DeviceRanker {
                 .iter()
                 .map(|&g| genre_idf[g as usize].powi(2))
                 .sum();
-            if let Some(y) = it.year {
-                s += year_idf[&y].powi(2);
+            if let Some(y) = it.year.filter(|y| (YEAR0..=YEAR1).contains(y)) {
+                s += year_idf[(y - YEAR0) as usize].powi(2);
             }
             lex_norm_no_title.push(s.sqrt());
             s += item_words[i]
@@ -605,15 +760,11 @@ impl DeviceRanker {
             lex_norm.push(s.sqrt());
         }
 
-        let mut fresh_order: Vec<u32> = (0..n as u32)
-            .filter(|&i| items[i as usize].year.is_some())
+        let mut by_year: Vec<(f32, u32)> = (0..n as u32)
+            .filter_map(|i| items[i as usize].year.map(|y| (y as f32, i)))
             .collect();
-        fresh_order.sort_by(|&a, &b| {
-            items[b as usize]
-                .year
-                .cmp(&items[a as usize].year)
-                .then(a.cmp(&b))
-        });
+        sort_pairs(&mut by_year);
+        let fresh_order: Vec<u32> = by_year.into_iter().map(|p| p.1).collect();
 
         let scratch = Scratch {
             s_query: vec![0.0; n],
@@ -651,7 +802,8 @@ impl DeviceRanker {
             lex_norm_no_title,
             fresh_order,
             related,
-            neighbour_cache: HashMap::new(),
+            neighbour_cache: vec![None; n],
+            cached: 0,
             cfg: FusionConfig::default(),
             scratch,
         })
@@ -694,14 +846,16 @@ impl DeviceRanker {
         if !self.related[i as usize].is_empty() {
             return &self.related[i as usize];
         }
-        if !self.neighbour_cache.contains_key(&i) {
-            if self.neighbour_cache.len() >= NEIGHBOUR_CACHE {
-                self.neighbour_cache.clear();
+        if self.neighbour_cache[i as usize].is_none() {
+            if self.cached >= NEIGHBOUR_CACHE {
+                self.neighbour_cache.iter_mut().for_each(|c| *c = None);
+                self.cached = 0;
             }
             let list = self.embedding_neighbours(i);
-            self.neighbour_cache.insert(i, list);
+            self.neighbour_cache[i as usize] = Some(list);
+            self.cached += 1;
         }
-        &self.neighbour_cache[&i]
+        self.neighbour_cache[i as usize].as_deref().unwrap_or(&[])
     }
 
     fn embedding_neighbours(&mut self, i: u32) -> Vec<(u32, f32)> {
@@ -713,11 +867,11 @@ impl DeviceRanker {
         if ni > 0.0 {
             for (j, (f, &nj)) in self.embeddings.chunks_exact(d).zip(&self.norms).enumerate() {
                 if j as u32 != i && nj > 0.0 {
-                    pairs.push((dot(e, f) / (ni * nj), j as u32));
+                    top_push(pairs, NEIGHBOURS, (dot(e, f) / (ni * nj), j as u32));
                 }
             }
         }
-        keep_top(pairs, NEIGHBOURS);
+        sort_pairs(pairs);
         pairs
             .iter()
             .filter(|p| p.0 > 0.0)
@@ -835,14 +989,12 @@ impl DeviceRanker {
             }
             if weights[CF] > 0.0 {
                 sc.pairs.clear();
-                sc.pairs.extend(
-                    sc.s_taste
-                        .iter()
-                        .enumerate()
-                        .filter(|&(i, _)| !sc.excluded[i])
-                        .map(|(i, &s)| (s, i as u32)),
-                );
-                keep_top(&mut sc.pairs, depth);
+                for (i, &s) in sc.s_taste.iter().enumerate() {
+                    if !sc.excluded[i] {
+                        top_push(&mut sc.pairs, depth, (s, i as u32));
+                    }
+                }
+                sort_pairs(&mut sc.pairs);
                 ranked(&sc.pairs, &mut sc.lists[CF]);
             }
         }
@@ -853,47 +1005,48 @@ impl DeviceRanker {
         let sc = &mut self.scratch;
         if weights[CONTENT] > 0.0 {
             let has_query = req.query.is_some();
-            let mut matched: Vec<(f32, f32, u32)> = sc
+            // Word-match score first; equal scores by the query embedding's match.
+            let mut matched: Vec<(f32, u32)> = sc
                 .sparse_touched
                 .iter()
                 .filter(|&&i| !sc.excluded[i as usize] && sc.sparse[i as usize] > 0.0)
-                .map(|&i| {
-                    let emb = if has_query {
-                        sc.s_query[i as usize]
-                    } else {
-                        0.0
-                    };
-                    (sc.sparse[i as usize], emb, i)
-                })
+                .map(|&i| (sc.sparse[i as usize], i))
                 .collect();
-            let cmp = |a: &(f32, f32, u32), b: &(f32, f32, u32)| {
-                b.0.total_cmp(&a.0)
-                    .then(b.1.total_cmp(&a.1))
-                    .then(a.2.cmp(&b.2))
-            };
-            if matched.len() > depth {
-                matched.select_nth_unstable_by(depth - 1, cmp);
-                matched.truncate(depth);
+            sort_pairs(&mut matched);
+            if has_query {
+                let mut start = 0;
+                while start < matched.len() {
+                    let mut end = start + 1;
+                    while end < matched.len() && matched[end].0 == matched[start].0 {
+                        end += 1;
+                    }
+                    if end - start > 1 {
+                        let run = &mut matched[start..end];
+                        let lex = run[0].0;
+                        run.iter_mut().for_each(|p| p.0 = sc.s_query[p.1 as usize]);
+                        sort_pairs(run);
+                        run.iter_mut().for_each(|p| p.0 = lex);
+                    }
+                    start = end;
+                }
             }
-            matched.sort_unstable_by(cmp);
+            matched.truncate(depth);
             let list = &mut sc.lists[CONTENT];
             list.extend(
                 matched
                     .iter()
                     .enumerate()
-                    .map(|(r, &(_, _, i))| (i, r as u32 + 1)),
+                    .map(|(r, &(_, i))| (i, r as u32 + 1)),
             );
             if has_query && list.len() < depth {
                 let rest = depth - list.len();
                 sc.pairs.clear();
-                sc.pairs.extend(
-                    sc.s_query
-                        .iter()
-                        .enumerate()
-                        .filter(|&(i, _)| !sc.excluded[i] && sc.sparse[i] <= 0.0)
-                        .map(|(i, &s)| (s, i as u32)),
-                );
-                keep_top(&mut sc.pairs, rest);
+                for (i, &s) in sc.s_query.iter().enumerate() {
+                    if !sc.excluded[i] && sc.sparse[i] <= 0.0 {
+                        top_push(&mut sc.pairs, rest, (s, i as u32));
+                    }
+                }
+                sort_pairs(&mut sc.pairs);
                 let base = list.len() as u32;
                 list.extend(
                     sc.pairs
@@ -933,10 +1086,10 @@ impl DeviceRanker {
                 }
                 let s = gs.iter().map(|&g| lift[g as usize].0).sum::<f32>() / gs.len() as f32;
                 if s >= MIN_CONTEXT_LIFT {
-                    sc.pairs.push((s, i as u32));
+                    top_push(&mut sc.pairs, depth, (s, i as u32));
                 }
             }
-            keep_top(&mut sc.pairs, depth);
+            sort_pairs(&mut sc.pairs);
             ranked(&sc.pairs, &mut sc.lists[CONTEXT]);
         }
 
@@ -1036,7 +1189,14 @@ impl DeviceRanker {
                     });
                 }
             }
-            contributions.sort_by(|a, b| b.value.total_cmp(&a.value).then(a.role.cmp(&b.role)));
+            // Largest first (at most five: an insertion sort; ties keep role order).
+            for j in 1..contributions.len() {
+                let mut k = j;
+                while k > 0 && contributions[k].value > contributions[k - 1].value {
+                    contributions.swap(k, k - 1);
+                    k -= 1;
+                }
+            }
             let (query_score, personal_score) = if has_basis {
                 let e = self.embedding(i);
                 let q = dot(&self.scratch.ys, e);
@@ -1120,13 +1280,11 @@ impl DeviceRanker {
             }
         };
         if titles {
-            let mut ids: Vec<u32> = qwords
+            // Query words are distinct, so are their ids.
+            for w in qwords
                 .iter()
                 .filter_map(|w| self.title_vocab.get(w).copied())
-                .collect();
-            ids.sort_unstable();
-            ids.dedup();
-            for w in ids {
+            {
                 let v = self.title_idf[w as usize].powi(2);
                 for &i in &self.title_items[w as usize] {
                     add(i, v, sc);
@@ -1153,11 +1311,10 @@ impl DeviceRanker {
         }
         for w in qwords {
             if let Some(y) = as_year(w) {
-                if let Some(items) = self.year_items.get(&y) {
-                    let v = self.year_idf[&y].powi(2);
-                    for &i in items {
-                        add(i, v, sc);
-                    }
+                let y = (y - YEAR0) as usize;
+                let v = self.year_idf[y].powi(2);
+                for &i in &self.year_items[y] {
+                    add(i, v, sc);
                 }
             }
         }
@@ -1187,12 +1344,12 @@ impl DeviceRanker {
             let v = sc.sparse[j as usize];
             let is_seed = seeds.iter().any(|s| s.0 == j);
             if v > 0.0 && !sc.excluded[j as usize] && !is_seed {
-                sc.pairs.push((v, j));
+                top_push(&mut sc.pairs, depth, (v, j));
             }
             sc.sparse[j as usize] = 0.0;
         }
         sc.sparse_touched.clear();
-        keep_top(&mut sc.pairs, depth);
+        sort_pairs(&mut sc.pairs);
         ranked(&sc.pairs, &mut sc.lists[GRAPH]);
     }
 
@@ -1339,8 +1496,7 @@ impl DeviceRanker {
                         if let Some(((_, f), g)) = best {
                             return format!(
                                 "You often watch {} {}",
-                                title_case(&self.genre_names[g as usize]),
-                                phrases[f as usize]
+                                self.genre_names[g as usize], phrases[f as usize]
                             );
                         }
                     }
@@ -1368,7 +1524,7 @@ impl DeviceRanker {
         for &g in &self.item_genres[i as usize] {
             let gw = &self.genre_words[g as usize];
             if !gw.is_empty() && gw.iter().all(|w| qwords.contains(w)) {
-                out.push(title_case(&self.genre_names[g as usize]));
+                out.push(self.genre_names[g as usize].clone());
             }
         }
         if let Some(y) = self.items[i as usize].year {
@@ -1388,36 +1544,25 @@ impl DeviceRanker {
     }
 }
 
-/// The folded query words minus filler words.
+/// The distinct folded query words minus filler words, in query order.
 fn query_words(text: &str) -> Vec<String> {
-    let mut ws: Vec<String> = folded(text)
-        .into_iter()
-        .filter(|w| w.chars().count() >= 2 && !FILLER.contains(&w.as_str()))
-        .collect();
-    ws.dedup();
+    let mut ws: Vec<String> = Vec::new();
+    for w in folded(text) {
+        if w.chars().count() >= 2 && !FILLER.contains(&w.as_str()) && !ws.contains(&w) {
+            ws.push(w);
+        }
+    }
     ws
 }
 
 fn as_year(w: &str) -> Option<u16> {
     if w.len() == 4 {
-        w.parse::<u16>().ok().filter(|y| (1870..=2100).contains(y))
+        w.parse::<u16>()
+            .ok()
+            .filter(|y| (YEAR0..=YEAR1).contains(y))
     } else {
         None
     }
-}
-
-fn title_case(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut up = true;
-    for c in s.chars() {
-        if up {
-            out.extend(c.to_uppercase());
-        } else {
-            out.push(c);
-        }
-        up = c == '-' || c == ' ';
-    }
-    out
 }
 
 #[cfg(test)]
@@ -1467,7 +1612,7 @@ mod tests {
             })
             .collect();
         let emb = (0..CAT.len()).flat_map(embedding).collect();
-        DeviceRanker::new(D, items, emb, None).unwrap()
+        DeviceRanker::new(D, items, emb, vec![]).unwrap()
     }
 
     fn adapters() -> (Adapter, Adapter, PersonalizeConfig) {
@@ -1514,6 +1659,31 @@ mod tests {
             now: JUNE_2024,
         };
         m.recommend(&req, &a, &s, h).unwrap()
+    }
+
+    #[test]
+    fn heap_selection_matches_a_full_sort() {
+        let mut r = crate::rng::Rng::new(9);
+        for len in [0usize, 1, 2, 7, 100, 1000] {
+            // Few distinct scores: many ties, broken by index.
+            let v: Vec<(f32, u32)> = (0..len as u32).map(|i| (r.below(20) as f32, i)).collect();
+            let mut want = v.clone();
+            want.sort_by(by_score);
+            for depth in [0usize, 1, 3, 50, 2000] {
+                let mut a = v.clone();
+                keep_top(&mut a, depth);
+                assert_eq!(a, want[..depth.min(len)], "len {len} depth {depth}");
+                let mut h = Vec::new();
+                for &p in &v {
+                    top_push(&mut h, depth, p);
+                }
+                sort_pairs(&mut h);
+                assert_eq!(h, want[..depth.min(len)], "len {len} depth {depth}");
+            }
+            let mut s = v.clone();
+            sort_pairs(&mut s);
+            assert_eq!(s, want);
+        }
     }
 
     #[test]
@@ -1633,7 +1803,7 @@ mod tests {
         let emb: Vec<f32> = (0..n * D).map(|_| rng.uniform(-1.0, 1.0)).collect();
         let newest = items.iter().filter(|x| x.year == Some(2024)).count();
         assert!(newest >= 12, "{newest}"); // k = 12 below
-        let mut m = DeviceRanker::new(D, items, emb, None).unwrap();
+        let mut m = DeviceRanker::new(D, items, emb, vec![]).unwrap();
         let mut h = ViewerHistory::default();
         let ctx = DeviceContext {
             hour_of_day: Some(21),
@@ -1709,9 +1879,8 @@ mod tests {
         assert!(profile.items[0].query_score.is_some());
         // Host-supplied related lists replace the embedding neighbours.
         let items = (0..CAT.len()).map(|i| m.item(i as u32).clone()).collect();
-        let mut rel = vec![Vec::new(); CAT.len()];
-        rel[0] = vec![(9, 5.0)]; // Heat → Babe (e.g. co-watched)
-        let mut m2 = DeviceRanker::new(D, items, m.embeddings().to_vec(), Some(rel)).unwrap();
+        let rel = vec![("m0".to_string(), vec![("m9".to_string(), 5.0)])]; // Heat → Babe, co-watched
+        let mut m2 = DeviceRanker::new(D, items, m.embeddings().to_vec(), rel).unwrap();
         let r = run(&mut m2, &h, None, None, None, None, &[0]);
         assert_eq!(r.items[0].item, 9);
         assert_eq!(r.items[0].explanation, "Because you watched Heat");
@@ -1859,6 +2028,10 @@ mod tests {
         assert_eq!(r.items[0].item, 5);
         assert_eq!(r.items[0].explanation, "Matches “groundhog”, “day”");
         assert_eq!(query_words("Where can I watch the Comedies?"), ["comedy"]);
+        assert_eq!(
+            query_words("heat, more heat and HEAT 1995"),
+            ["heat", "1995"]
+        );
     }
 
     #[test]
@@ -1925,20 +2098,26 @@ mod tests {
             title: "T".into(),
             ..Default::default()
         };
-        assert!(DeviceRanker::new(D, vec![], vec![], None).is_err());
-        assert!(DeviceRanker::new(D, vec![item("a")], vec![0.0; D - 1], None).is_err());
-        assert!(DeviceRanker::new(D, vec![item("a")], vec![f32::INFINITY; D], None).is_err());
-        assert!(DeviceRanker::new(D, vec![item("a"), item("a")], vec![0.0; 2 * D], None).is_err());
-        assert!(DeviceRanker::new(D, vec![item("")], vec![0.0; D], None).is_err());
+        assert!(DeviceRanker::new(D, vec![], vec![], vec![]).is_err());
+        assert!(DeviceRanker::new(D, vec![item("a")], vec![0.0; D - 1], vec![]).is_err());
+        assert!(DeviceRanker::new(D, vec![item("a")], vec![f32::INFINITY; D], vec![]).is_err());
+        assert!(
+            DeviceRanker::new(D, vec![item("a"), item("a")], vec![0.0; 2 * D], vec![]).is_err()
+        );
+        assert!(DeviceRanker::new(D, vec![item("")], vec![0.0; D], vec![]).is_err());
         let two = vec![item("a"), item("b")];
-        for rel in [
-            vec![vec![(0, 1.0)], vec![]],
-            vec![vec![(2, 1.0)], vec![]],
-            vec![vec![(1, -1.0)], vec![]],
-            vec![vec![]],
+        let rel =
+            |id: &str, other: &str, w: f32| vec![(id.to_string(), vec![(other.to_string(), w)])];
+        for r in [
+            rel("a", "a", 1.0),
+            rel("a", "c", 1.0),
+            rel("c", "a", 1.0),
+            rel("a", "b", -1.0),
+            rel("a", "b", f32::NAN),
         ] {
-            assert!(DeviceRanker::new(D, two.clone(), vec![0.0; 2 * D], Some(rel)).is_err());
+            assert!(DeviceRanker::new(D, two.clone(), vec![0.0; 2 * D], r).is_err());
         }
+        assert!(DeviceRanker::new(D, two, vec![0.0; 2 * D], rel("a", "b", 2.0)).is_ok());
 
         let mut h = ViewerHistory::default();
         assert!(h
@@ -1949,5 +2128,40 @@ mod tests {
         }
         assert_eq!(h.len(), HISTORY_CAP);
         assert_eq!(h.events()[0].at, 5);
+    }
+
+    #[test]
+    fn history_bytes_round_trip_and_reject_damage() {
+        let mut h = ViewerHistory::default();
+        h.record("m1", 1.0, DeviceContext::default(), -5).unwrap();
+        let ctx = DeviceContext {
+            hour_of_day: Some(23),
+            day_of_week: Some(0),
+            device: Some(Device::Tablet),
+        };
+        h.record("é ü", -0.6, ctx, 1_717_200_000).unwrap();
+        let b = h.to_bytes();
+        assert_eq!(ViewerHistory::from_bytes(&b).unwrap(), h);
+        assert_eq!(
+            ViewerHistory::from_bytes(&ViewerHistory::default().to_bytes()).unwrap(),
+            ViewerHistory::default()
+        );
+        for cut in 0..b.len() {
+            assert!(ViewerHistory::from_bytes(&b[..cut]).is_err(), "cut {cut}");
+        }
+        let mut long = b.clone();
+        long.push(0);
+        assert!(ViewerHistory::from_bytes(&long).is_err());
+        let mut dev = b.clone();
+        let i = b.len() - 9; // the second event's device byte
+        assert_eq!(dev[i], 2);
+        dev[i] = 9;
+        assert!(ViewerHistory::from_bytes(&dev).is_err());
+        let mut hour = b.clone();
+        hour[i - 2] = 24;
+        assert!(ViewerHistory::from_bytes(&hour).is_err());
+        let mut version = b;
+        version[0] = 2;
+        assert!(ViewerHistory::from_bytes(&version).is_err());
     }
 }
