@@ -31,15 +31,17 @@
 //! carries its per-strategy contributions and an explanation from the largest
 //! contribution that can explain ("Because you watched …", "New this year", "Matches …").
 //!
-//! Cost per call on an `n × d` catalog: one pass of `n·d` multiply-adds for two dot
-//! products at once (taste and query match read each item row once), O(n) partial
-//! selections, sparse work for the rest; every `n`-sized buffer is allocated once per
-//! catalog.
+//! Cost per call on an `n × d` catalog: one pass of `n·d` multiply-adds for the query
+//! match `⟨W q, e⟩` (explicit `f32x4` lanes in the simd128 build); the taste score adds
+//! the viewer tier as `scale · Σ_k ⟨A_k, q⟩ ⟨B_k, e⟩`, `r` multiply-adds per title with
+//! projections `⟨B_k, e⟩` cached until the tier changes; top-`depth` selections with a
+//! bounded heap (O(n log depth)); sparse work for the rest. Every `n`-sized buffer is
+//! allocated once per catalog.
 
 use std::collections::HashMap;
 
 use super::fusion::{rrf_term, Contribution, FusionConfig, DEFAULT_WEIGHTS};
-use super::{dot, RecommendError};
+use super::RecommendError;
 use crate::personalize::{Adapter, Device};
 use crate::router::tokenizer::words;
 use crate::router::Route;
@@ -470,32 +472,81 @@ struct Scratch {
     fused_touched: Vec<u32>,
     excluded: Vec<bool>,
     lists: [Vec<(u32, u32)>; 5],
+    /// `W′ q` (validated, not scanned) and `W q` of the request.
     y: Vec<f32>,
     ys: Vec<f32>,
+    /// `⟨B_k, e_i⟩` (n × r) for the viewer-tier rows `proj_b` they were computed from.
+    proj: Vec<f32>,
+    proj_b: Vec<f32>,
     profile: Vec<f32>,
 }
 
-/// `(⟨a, e⟩, ⟨b, e⟩)` reading `e` once; eight independent partial sums per product so
-/// the loop vectorizes (simd128 when enabled). Same summation order on every target.
+/// Sum of eight lane accumulators in a fixed order (the same on every target).
 #[inline]
-fn dot2(a: &[f32], b: &[f32], e: &[f32]) -> (f32, f32) {
-    let mut s = [0f32; 8];
-    let mut t = [0f32; 8];
-    let (ca, cb, ce) = (a.chunks_exact(8), b.chunks_exact(8), e.chunks_exact(8));
-    let (ra, rb, re) = (ca.remainder(), cb.remainder(), ce.remainder());
-    for ((x, y), z) in ca.zip(cb).zip(ce) {
-        for l in 0..8 {
-            s[l] += x[l] * z[l];
-            t[l] += y[l] * z[l];
+fn reduce8(v: [f32; 8]) -> f32 {
+    ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]))
+}
+
+/// `⟨a, e⟩` with eight lane accumulators: lane `l` sums `a[i]·e[i]` over `i ≡ l (mod 8)`,
+/// then [`reduce8`] and the tail. The simd128 build does the same adds and multiplies in
+/// `f32x4` registers, so both builds give bit-identical results.
+#[inline]
+fn dot1(a: &[f32], e: &[f32]) -> f32 {
+    let n8 = a.len().min(e.len()) / 8 * 8;
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    let s = simd::dot1(&a[..n8], &e[..n8]);
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    let s = {
+        let mut s = [0f32; 8];
+        for (x, z) in a[..n8].chunks_exact(8).zip(e[..n8].chunks_exact(8)) {
+            for l in 0..8 {
+                s[l] += x[l] * z[l];
+            }
         }
+        s
+    };
+    let mut tail = 0f32;
+    for (x, z) in a[n8..].iter().zip(&e[n8..]) {
+        tail += x * z;
     }
-    let (mut ts, mut tt) = (0f32, 0f32);
-    for ((x, y), z) in ra.iter().zip(rb).zip(re) {
-        ts += x * z;
-        tt += y * z;
+    reduce8(s) + tail
+}
+
+/// Explicit simd128 lanes: the size-optimized wasm build does not auto-vectorize.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod simd {
+    use core::arch::wasm32::{f32x4_add, f32x4_mul, f32x4_splat, v128, v128_load, v128_store};
+
+    #[inline]
+    fn load(s: &[f32], i: usize) -> v128 {
+        debug_assert!(i + 4 <= s.len());
+        // SAFETY: i + 4 ≤ s.len() (callers step by 8 over a multiple-of-8 length);
+        // v128_load has no alignment requirement.
+        unsafe { v128_load(s.as_ptr().add(i) as *const v128) }
     }
-    let sum = |v: [f32; 8]| ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]));
-    (sum(s) + ts, sum(t) + tt)
+
+    #[inline]
+    fn lanes(lo: v128, hi: v128) -> [f32; 8] {
+        let mut out = [0f32; 8];
+        // SAFETY: out holds 8 f32 = two v128; stores need no alignment.
+        unsafe {
+            v128_store(out.as_mut_ptr() as *mut v128, lo);
+            v128_store(out.as_mut_ptr().add(4) as *mut v128, hi);
+        }
+        out
+    }
+
+    /// Lane sums of `a·e`; `a.len() == e.len()`, a multiple of 8.
+    pub fn dot1(a: &[f32], e: &[f32]) -> [f32; 8] {
+        let (mut lo, mut hi) = (f32x4_splat(0.0), f32x4_splat(0.0));
+        let mut i = 0;
+        while i + 8 <= a.len() {
+            lo = f32x4_add(lo, f32x4_mul(load(a, i), load(e, i)));
+            hi = f32x4_add(hi, f32x4_mul(load(a, i + 4), load(e, i + 4)));
+            i += 8;
+        }
+        lanes(lo, hi)
+    }
 }
 
 /// Score descending, ties to the lower index: the one order every list here uses (a
@@ -665,7 +716,7 @@ impl DeviceRanker {
         let related = rel;
         let norms: Vec<f32> = embeddings
             .chunks_exact(d)
-            .map(|e| dot(e, e).sqrt())
+            .map(|e| dot1(e, e).sqrt())
             .collect();
         let nf = n as f32;
         let idf = |df: usize| (1.0 + nf / df.max(1) as f32).ln();
@@ -778,6 +829,8 @@ impl DeviceRanker {
             lists: Default::default(),
             y: vec![0.0; d],
             ys: vec![0.0; d],
+            proj: Vec::new(),
+            proj_b: Vec::new(),
             profile: vec![0.0; d],
         };
         Ok(DeviceRanker {
@@ -867,7 +920,7 @@ impl DeviceRanker {
         if ni > 0.0 {
             for (j, (f, &nj)) in self.embeddings.chunks_exact(d).zip(&self.norms).enumerate() {
                 if j as u32 != i && nj > 0.0 {
-                    top_push(pairs, NEIGHBOURS, (dot(e, f) / (ni * nj), j as u32));
+                    top_push(pairs, NEIGHBOURS, (dot1(e, f) / (ni * nj), j as u32));
                 }
             }
         }
@@ -975,16 +1028,44 @@ impl DeviceRanker {
 
         // cf and the embedding half of content: one pass over the catalog.
         if has_basis {
-            let rows = self.embeddings.chunks_exact(d);
-            if sc.y == sc.ys {
+            for (s, e) in sc.s_query.iter_mut().zip(self.embeddings.chunks_exact(d)) {
+                *s = dot1(&sc.ys, e);
+            }
+            let (a, b, scale) = adapter.viewer_tier();
+            if b.iter().all(|&x| x == 0.0) {
                 // No learned viewer tier yet: taste and query match coincide.
-                for (t, e) in sc.s_taste.iter_mut().zip(rows) {
-                    *t = dot(&sc.y, e);
-                }
-                sc.s_query.copy_from_slice(&sc.s_taste);
+                sc.s_taste.copy_from_slice(&sc.s_query);
             } else {
-                for ((t, q), e) in sc.s_taste.iter_mut().zip(sc.s_query.iter_mut()).zip(rows) {
-                    (*t, *q) = dot2(&sc.y, &sc.ys, e);
+                // ⟨W′q, e⟩ = ⟨W q, e⟩ + scale · Σ_k ⟨A_k, q⟩ ⟨B_k, e⟩: r multiply-adds per
+                // title with the projections ⟨B_k, e⟩, recomputed only when B has changed.
+                let r = b.len() / d;
+                if sc.proj_b.as_slice() != b {
+                    sc.proj.resize(n * r, 0.0);
+                    for (p, e) in sc
+                        .proj
+                        .chunks_exact_mut(r)
+                        .zip(self.embeddings.chunks_exact(d))
+                    {
+                        for (pk, bk) in p.iter_mut().zip(b.chunks_exact(d)) {
+                            *pk = dot1(bk, e);
+                        }
+                    }
+                    sc.proj_b.clear();
+                    sc.proj_b.extend_from_slice(b);
+                }
+                let q = basis.unwrap_or(&[]);
+                let mut u = [0f32; 16];
+                for (uk, ak) in u.iter_mut().zip(a.chunks_exact(d)) {
+                    *uk = scale * dot1(ak, q);
+                }
+                let u = &u[..r];
+                for ((t, &s), p) in sc
+                    .s_taste
+                    .iter_mut()
+                    .zip(&sc.s_query)
+                    .zip(sc.proj.chunks_exact(r))
+                {
+                    *t = s + u.iter().zip(p).map(|(x, y)| x * y).sum::<f32>();
                 }
             }
             if weights[CF] > 0.0 {
@@ -1198,9 +1279,10 @@ impl DeviceRanker {
                 }
             }
             let (query_score, personal_score) = if has_basis {
-                let e = self.embedding(i);
-                let q = dot(&self.scratch.ys, e);
-                let t = dot(&self.scratch.y, e);
+                let (q, t) = (
+                    self.scratch.s_query[i as usize],
+                    self.scratch.s_taste[i as usize],
+                );
                 (Some(q), Some(t - q))
             } else {
                 (None, None)
@@ -1684,6 +1766,87 @@ mod tests {
             sort_pairs(&mut s);
             assert_eq!(s, want);
         }
+    }
+
+    #[test]
+    fn lane_dots_match_a_plain_sum() {
+        let mut r = crate::rng::Rng::new(4);
+        for n in [0usize, 3, 8, 13, 64, 385] {
+            let v = |r: &mut crate::rng::Rng| {
+                (0..n).map(|_| r.uniform(-1.0, 1.0)).collect::<Vec<f32>>()
+            };
+            let (a, b, e) = (v(&mut r), v(&mut r), v(&mut r));
+            let naive = |x: &[f32]| {
+                x.iter()
+                    .zip(&e)
+                    .map(|(p, q)| *p as f64 * *q as f64)
+                    .sum::<f64>()
+            };
+            assert!((dot1(&a, &e) as f64 - naive(&a)).abs() < 1e-4, "n {n}");
+            assert!((dot1(&b, &e) as f64 - naive(&b)).abs() < 1e-4, "n {n}");
+        }
+    }
+
+    #[test]
+    fn taste_scores_equal_the_adapted_dot_product_as_the_viewer_tier_learns() {
+        use crate::personalize::{InteractionKind, Observation, ViewerInteraction};
+        let mut m = ranker();
+        let cfg = PersonalizeConfig {
+            d: D,
+            rank: 4,
+            min_interactions: 1,
+            min_interval_secs: 0,
+            min_signal: 0.0,
+            ..Default::default()
+        };
+        let base = Arc::new(BaseProjection::identity(D));
+        let global = Arc::new(GlobalAdapter::zero(&cfg));
+        let mut a = Adapter::new("t", &cfg, base.clone(), global.clone()).unwrap();
+        let s = Adapter::new("t", &cfg, base, global).unwrap();
+        let mut rng = crate::rng::Rng::new(1);
+        let q = embedding(3);
+        let h = ViewerHistory::default();
+        let req = DeviceRequest {
+            query: Some(&q),
+            k: 12,
+            now: JUNE_2024,
+            ..Default::default()
+        };
+        let mut learned = Vec::new();
+        for (round, item) in [6u32, 8].into_iter().enumerate() {
+            let x = ViewerInteraction::new(InteractionKind::WatchComplete, format!("m{item}"));
+            let emb = m.embeddings().to_vec();
+            a.update_from_interaction(
+                &x,
+                100 + round as i64,
+                Observation {
+                    query: &q,
+                    item: m.embedding(item),
+                },
+                &emb,
+                &mut rng,
+            )
+            .unwrap();
+            assert!(a.viewer_tier().1.iter().any(|&b| b != 0.0), "no learning");
+            let r = m.recommend(&req, &a, &s, &h).unwrap();
+            let (y, _) = a.adapt_embedding(&q).unwrap();
+            let (ys, _) = s.adapt_embedding(&q).unwrap();
+            for x in &r.items {
+                let e = m.embedding(x.item);
+                let want = dot1(&y, e) - dot1(&ys, e);
+                let got = x.personal_score.unwrap();
+                assert!((got - want).abs() < 1e-5, "round {round}: {got} vs {want}");
+                assert!((x.query_score.unwrap() - dot1(&ys, e)).abs() < 1e-6);
+            }
+            learned.push(
+                r.items
+                    .iter()
+                    .map(|x| x.personal_score.unwrap())
+                    .sum::<f32>(),
+            );
+        }
+        // The second round changed the tier, and the cached projections followed it.
+        assert_ne!(learned[0], learned[1]);
     }
 
     #[test]
