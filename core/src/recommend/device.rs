@@ -384,6 +384,9 @@ impl ViewerHistory {
     }
 }
 
+/// Per-genre context lift with its best factor, and the request's factor phrases.
+type ContextWhy<'a> = (&'a [(f32, u8)], &'a [&'a str; 4]);
+
 /// One ranking request. Item indices are catalog positions.
 #[derive(Clone, Debug, Default)]
 pub struct DeviceRequest<'a> {
@@ -1517,7 +1520,7 @@ impl DeviceRanker {
         qwords: &[String],
         titles: bool,
         seeds: &[(u32, f32, bool)],
-        ctx_lift: Option<(&[(f32, u8)], &[&str; 4])>,
+                ctx_lift: Option<ContextWhy<'_>>,
         now_year: i64,
         personal: Option<f32>,
         query_given: bool,
