@@ -1520,7 +1520,7 @@ impl DeviceRanker {
         qwords: &[String],
         titles: bool,
         seeds: &[(u32, f32, bool)],
-                ctx_lift: Option<ContextWhy<'_>>,
+        ctx_lift: Option<ContextWhy<'_>>,
         now_year: i64,
         personal: Option<f32>,
         query_given: bool,
