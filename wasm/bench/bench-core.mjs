@@ -37,10 +37,27 @@ export function runBench(Engine, router, now = () => performance.now()) {
   const qs = Array.from({ length: 16 }, (_, i) => vec(d, 100 + i));
   const adapt = measure((i) => engine.adaptEmbeddings(qs[i & 15]), 200, 200, now);
   const n = 10000;
-  const items = Array.from({ length: n }, (_, i) => ({ id: `t${i}`, title: `Title ${i}` }));
+  // A catalog shaped like a real one: 1-3 of 19 genres, years 1920-2024, two- to four-word titles.
+  const GENRES = ['Action', 'Adventure', 'Animation', "Children's", 'Comedy', 'Crime', 'Documentary', 'Drama', 'Fantasy', 'Film-Noir', 'Horror', 'Musical', 'Mystery', 'Romance', 'Sci-Fi', 'Thriller', 'War', 'Western', 'Family'];
+  const WORDS = ['night', 'day', 'love', 'city', 'heat', 'star', 'dark', 'last', 'man', 'woman', 'river', 'king', 'war', 'home', 'dead', 'story', 'time', 'blue', 'game', 'house'];
+  const r = vec(n * 8, 3);
+  const pick = (x, m) => Math.floor(((x + 1) / 2) * m) % m;
+  const items = Array.from({ length: n }, (_, i) => ({
+    id: `t${i}`,
+    title: Array.from({ length: 2 + pick(r[i * 8], 3) }, (_, w) => WORDS[pick(r[i * 8 + 1 + w], WORDS.length)]).join(' ') + ` ${i}`,
+    genres: Array.from({ length: 1 + pick(r[i * 8 + 5], 3) }, (_, g) => GENRES[(pick(r[i * 8 + 6], GENRES.length) + 7 * g) % GENRES.length]),
+    year: 1920 + pick(r[i * 8 + 7], 105),
+  }));
   engine.loadCatalog({ items, embeddings: vec(n * d, 7) });
-  const recommend = measure((i) => engine.recommend({ query: queries[i % queries.length], embedding: qs[i & 15], k: 10 }), 5, 100, now);
-  const recommendNoRoute = measure((i) => engine.recommend({ embedding: qs[i & 15], k: 10 }), 5, 100, now);
+  const recommendNoRoute = measure((i) => engine.recommend({ embedding: qs[i & 15], k: 10, now: 1717200000 }), 5, 100, now);
+  // The full fused pipeline: a viewer with 8 watched titles (graph seeds, profile, context habits),
+  // routed queries (every route's weights, freshness included) and a context.
+  for (let j = 0; j < 8; j++) {
+    engine.recordInteraction({ contentId: `t${j * 997}`, type: j % 3 ? 'watch_complete' : 'skip', now: 1717200000 + j, embedding: qs[j], context: { device: 'tv', hourOfDay: 18 + (j % 5), dayOfWeek: j % 7 } });
+  }
+  const context = { device: 'tv', hourOfDay: 21, dayOfWeek: 4 };
+  const recommend = measure((i) => engine.recommend({ query: queries[i % queries.length], embedding: qs[i & 15], context, k: 10, now: 1717200000 }), 5, 100, now);
+  const recommendNoEmbedding = measure((i) => engine.recommend({ query: queries[i % queries.length], context, k: 10, now: 1717200000 }), 5, 100, now);
   engine.free();
-  return { route, adapt384: adapt, recommendTop10of10k: recommend, recommendTop10of10kNoRouting: recommendNoRoute };
+  return { route, adapt384: adapt, recommendTop10of10k: recommend, recommendTop10of10kProfileOnly: recommendNoEmbedding, recommendTop10of10kEmbeddingOnly: recommendNoRoute };
 }

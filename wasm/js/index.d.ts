@@ -92,17 +92,45 @@ export interface Catalog {
   items: CatalogItem[];
   /** items.length × dim floats, row-major. */
   embeddings: Float32Array;
+  /** Related titles per id with a weight > 0 (e.g. co-watch counts): `{ [id]: [[otherId, weight], …] }`.
+   * Titles without a list use the nearest catalog embeddings (cosine) as neighbours. */
+  related?: Record<string, Array<[string, number]>>;
+}
+
+/** The five fused strategies. */
+export type Strategy = 'cf' | 'content' | 'graph' | 'context' | 'fresh';
+
+/** When and where the viewer asks; every key optional (only given factors are used). */
+export interface RecommendContext {
+  /** 0..23, local time. */
+  hourOfDay?: number;
+  /** 0 = Monday .. 6 = Sunday. */
+  dayOfWeek?: number;
+  device?: Device;
 }
 
 export interface RecommendRequest {
-  /** Routed when given. */
+  /** Routed (the route picks the strategy weights); its words are matched against genres,
+   * years and (on title-seeking routes) titles. */
   query?: string;
-  /** The query / profile embedding (dim floats) the catalog is scored against. */
-  embedding: Float32Array;
+  /** The query embedding (dim floats); without it the viewer's profile (recently liked
+   * titles) stands in for the taste strategy. */
+  embedding?: Float32Array;
+  context?: RecommendContext;
   /** Default 10. */
   k?: number;
   /** Content ids never to return. */
   exclude?: string[];
+  /** Unix seconds (for "New this year"); default now. */
+  now?: number;
+}
+
+export interface StrategyContribution {
+  strategy: Strategy;
+  /** 1-based rank in that strategy's list. */
+  rank: number;
+  /** weight / (60 + rank). */
+  contribution: number;
 }
 
 export interface RecommendedItem {
@@ -110,17 +138,23 @@ export interface RecommendedItem {
   title: string;
   genres: string[];
   year: number | null;
-  /** ⟨W′q, e⟩ with this viewer's adapter. */
+  /** Weighted reciprocal rank fusion: Σ weight / (60 + rank) over the strategies listing it
+   * (0 for titles that only fill a short list). */
   score: number;
-  /** The part from the shared tiers (base + global): how well it matches the query. */
-  queryScore: number;
-  /** What this viewer's learned tier adds (score − queryScore). */
-  personalScore: number;
+  /** ⟨Wq, e⟩ with the shared tiers (q: the query embedding, else the profile); null without either. */
+  queryScore: number | null;
+  /** What this viewer's learned tier adds: ⟨W′q, e⟩ − queryScore. */
+  personalScore: number | null;
+  /** Largest contribution first. */
+  strategies: StrategyContribution[];
+  /** "Because you watched …", "Similar to …", "New this year", "Matches Comedy", "You often watch … at night", "Fits your taste …". */
   explanation: string;
 }
 
 export interface RecommendResult {
   route: RouteResult | null;
+  /** The strategy weights used (chosen by the route). */
+  weights: Record<Strategy, number>;
   items: RecommendedItem[];
 }
 
@@ -142,7 +176,7 @@ export interface Interaction {
   context?: InteractionContext;
   /** Unix seconds; default now. */
   now?: number;
-  /** Query embedding the title was shown for; default: the last recommend() embedding. */
+  /** Query embedding the title was shown for; default: the last recommend() embedding, else the title's own. */
   embedding?: Float32Array;
 }
 

@@ -8,7 +8,6 @@
 //! Every input is validated (by this layer or by the core call it delegates to)
 //! before any state changes, so a rejected call leaves the engine as it was.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -20,7 +19,10 @@ use sona_core::personalize::{
     Adapter, AdapterUpdate, BaseProjection, Device, GlobalAdapter, InteractionContext,
     InteractionKind, Observation, PersonalizeConfig, PersonalizeError, ViewerInteraction,
 };
-use sona_core::recommend::top_k;
+use sona_core::recommend::device::{
+    DeviceContext, DeviceItem, DeviceRanker, DeviceRequest, ViewerHistory, ROLES,
+};
+use sona_core::recommend::RecommendError;
 use sona_core::rng::Rng;
 use sona_core::router::{select_model, RouteDecision, Router, RouterError, SelectModelError};
 
@@ -39,6 +41,11 @@ pub enum EngineError {
     NoSelector,
     #[error("saved state: {0}")]
     State(#[from] CodecError),
+    #[error("{what}: {err}")]
+    Recommend {
+        what: &'static str,
+        err: RecommendError,
+    },
     #[error("{0}")]
     Input(String),
     #[error("{what}: no catalog is loaded (call loadCatalog first)")]
@@ -74,13 +81,11 @@ pub struct CatalogItem {
     pub platforms: Vec<String>,
 }
 
-/// The titles the engine ranks, with one d-dimensional embedding each.
+/// The titles the engine ranks (kept for the output) and the core's per-catalog ranker.
 #[derive(Clone, Debug)]
 struct Catalog {
     items: Vec<CatalogItem>,
-    index: HashMap<String, usize>,
-    /// n × d, row-major.
-    embeddings: Vec<f32>,
+    ranker: DeviceRanker,
 }
 
 /// The interaction context as JS sends it (camelCase).
@@ -88,13 +93,32 @@ struct Catalog {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ContextInput {
     #[serde(default)]
-    pub hour_of_day: u8,
+    pub hour_of_day: Option<u8>,
     #[serde(default)]
-    pub day_of_week: u8,
+    pub day_of_week: Option<u8>,
     #[serde(default)]
     pub device: Option<String>,
     #[serde(default)]
     pub moods: Vec<String>,
+}
+
+/// The `recommend` context as JS sends it (camelCase); every key optional.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RecommendContextInput {
+    #[serde(default)]
+    pub hour_of_day: Option<u8>,
+    #[serde(default)]
+    pub day_of_week: Option<u8>,
+    #[serde(default)]
+    pub device: Option<String>,
+}
+
+fn device(s: Option<&str>) -> Result<Option<Device>, EngineError> {
+    Ok(match s {
+        None => None,
+        Some(s) => Some(s.parse()?),
+    })
 }
 
 /// One `recordInteraction` call.
@@ -114,13 +138,16 @@ pub struct InteractionInput {
 /// One `recommend` call.
 #[derive(Clone, Debug)]
 pub struct RecommendInput<'a> {
-    /// Routed when present.
+    /// Routed when present; its words are matched against genres, years and titles.
     pub query: Option<&'a str>,
-    /// The query / profile embedding (d floats) that items are scored against.
-    pub embedding: &'a [f32],
+    /// The query embedding (d floats); without it the viewer's profile stands in.
+    pub embedding: Option<&'a [f32]>,
     pub k: f64,
     /// Content ids that must not be returned (e.g. already watched).
     pub exclude: Vec<String>,
+    pub context: Option<RecommendContextInput>,
+    /// Unix seconds.
+    pub now: f64,
 }
 
 /// `saveState` payload: MessagePack map `{user_id: str, adapter: bin, global: bin}`,
@@ -130,9 +157,12 @@ struct SavedState {
     user_id: String,
     adapter: Vec<u8>,
     global: Vec<u8>,
+    /// Recent interactions, `ViewerHistory::to_bytes` (empty in states saved before the
+    /// fused ranking, which have no such field).
+    history: Vec<u8>,
 }
 
-const STATE_FIELDS: &[&str] = &["user_id", "adapter", "global"];
+const STATE_FIELDS: &[&str] = &["user_id", "adapter", "global", "history"];
 
 impl SavedState {
     fn to_msgpack(&self) -> Vec<u8> {
@@ -144,24 +174,28 @@ impl SavedState {
         w.bin(&self.adapter);
         w.str(STATE_FIELDS[2]);
         w.bin(&self.global);
+        w.str(STATE_FIELDS[3]);
+        w.bin(&self.history);
         w.buf
     }
 
     fn from_msgpack(b: &[u8]) -> Result<Self, MsgpackError> {
         let mut r = Reader::new(b);
         let mut f = r.fields("SavedState", STATE_FIELDS)?;
-        let (mut user_id, mut adapter, mut global) = (None, None, None);
+        let (mut user_id, mut adapter, mut global, mut history) = (None, None, None, None);
         while let Some(i) = f.next(&mut r)? {
             match i {
                 0 => user_id = Some(r.str()?.to_string()),
                 1 => adapter = Some(r.bin()?),
-                _ => global = Some(r.bin()?),
+                2 => global = Some(r.bin()?),
+                _ => history = Some(r.bin()?),
             }
         }
         Ok(SavedState {
             user_id: f.need(user_id, 0)?,
             adapter: f.need(adapter, 1)?,
             global: f.need(global, 2)?,
+            history: history.unwrap_or_default(),
         })
     }
 }
@@ -255,10 +289,10 @@ pub struct EngineCore {
     catalog: Option<Catalog>,
     attention: Option<AttentionSelector>,
     rng: Rng,
+    /// The query (or profile) embedding of the last `recommend` call.
     last_embedding: Option<Vec<f32>>,
-    /// Scratch buffers for recommend.
-    y: Vec<f32>,
-    ys: Vec<f32>,
+    /// The viewer's recent interactions (graph seeds, profile, context preferences).
+    history: ViewerHistory,
 }
 
 impl EngineCore {
@@ -277,8 +311,6 @@ impl EngineCore {
         Ok(EngineCore {
             router,
             rng: Rng::new(cfg.seed),
-            y: vec![0.0; cfg.d],
-            ys: vec![0.0; cfg.d],
             cfg,
             base,
             adapter,
@@ -286,6 +318,7 @@ impl EngineCore {
             catalog: None,
             attention: None,
             last_embedding: None,
+            history: ViewerHistory::default(),
         })
     }
 
@@ -349,40 +382,58 @@ impl EngineCore {
     }
 
     /// Replace the catalog. `embeddings` is n × d row-major, ids must be unique.
+    /// `related` (optional): `{id: [[otherId, weight > 0], …]}` (e.g. co-watch counts);
+    /// titles without a list use their embedding neighbours.
     pub fn load_catalog(
         &mut self,
         items: Vec<CatalogItem>,
         embeddings: Vec<f32>,
+        related: Option<&Value>,
     ) -> Result<usize, EngineError> {
         let d = self.cfg.d;
-        if items.is_empty() {
-            return input("loadCatalog: the catalog has no items");
-        }
-        if embeddings.len() != items.len() * d {
-            return input(format!(
-                "loadCatalog: embeddings has {} floats, expected {} items × d {} = {}",
-                embeddings.len(),
-                items.len(),
-                d,
-                items.len() * d
-            ));
-        }
-        check_finite("loadCatalog embeddings", &embeddings)?;
-        let mut index = HashMap::with_capacity(items.len());
-        for (i, it) in items.iter().enumerate() {
-            if it.id.is_empty() {
-                return input(format!("loadCatalog: item {i} has an empty id"));
+        let mut rel = Vec::new();
+        if let Some(v) = related {
+            let Value::Object(m) = v else {
+                return input("loadCatalog related: expected an object {id: [[id, weight], …]}");
+            };
+            for (id, list) in m {
+                let pairs = list.as_array().map(|a| {
+                    a.iter()
+                        .map(|p| match p.as_array().map(|x| x.as_slice()) {
+                            Some([Value::String(o), Value::Number(w)]) => {
+                                Some((o.clone(), w.as_f64()? as f32))
+                            }
+                            _ => None,
+                        })
+                        .collect::<Option<Vec<_>>>()
+                });
+                match pairs {
+                    Some(Some(p)) => rel.push((id.clone(), p)),
+                    _ => {
+                        return input(format!(
+                            "loadCatalog related[{id:?}]: expected an array of [id, weight] pairs"
+                        ))
+                    }
+                }
             }
-            if index.insert(it.id.clone(), i).is_some() {
-                return input(format!("loadCatalog: duplicate item id {:?}", it.id));
-            }
         }
+        let device_items: Vec<DeviceItem> = items
+            .iter()
+            .map(|it| DeviceItem {
+                id: it.id.clone(),
+                title: it.title.clone(),
+                genres: it.genres.clone(),
+                year: it.year,
+            })
+            .collect();
+        let ranker = DeviceRanker::new(d, device_items, embeddings, rel).map_err(|err| {
+            EngineError::Recommend {
+                what: "loadCatalog",
+                err,
+            }
+        })?;
         let n = items.len();
-        self.catalog = Some(Catalog {
-            items,
-            index,
-            embeddings,
-        });
+        self.catalog = Some(Catalog { items, ranker });
         Ok(n)
     }
 
@@ -390,12 +441,11 @@ impl EngineCore {
         self.catalog.as_ref().map_or(0, |c| c.items.len())
     }
 
-    /// Rank the catalog for a query embedding: `score = ⟨W' q, e_item⟩` with the
-    /// viewer's adapter, split into the query match `⟨shared(q), e⟩` and what the
-    /// viewer's learned tier adds. The text query, when given, is routed too.
+    /// The fused ranking of sona-core's device recommender (see
+    /// `sona_core::recommend::device`): the routed query picks the strategy weights.
     pub fn recommend(&mut self, req: &RecommendInput<'_>) -> Result<Value, EngineError> {
         let d = self.cfg.d;
-        let Some(cat) = self.catalog.as_ref() else {
+        let Some(cat) = self.catalog.as_mut() else {
             return Err(EngineError::NoCatalog { what: "recommend" });
         };
         if !(req.k.is_finite() && req.k >= 1.0 && req.k.fract() == 0.0) {
@@ -404,72 +454,105 @@ impl EngineCore {
                 req.k
             ));
         }
-        if req.embedding.len() != d {
-            return input(format!(
-                "recommend: embedding has {} floats, expected d = {d}",
-                req.embedding.len()
-            ));
+        if let Some(e) = req.embedding {
+            if e.len() != d {
+                return input(format!(
+                    "recommend: embedding has {} floats, expected d = {d}",
+                    e.len()
+                ));
+            }
+            check_finite("recommend embedding", e)?;
         }
-        check_finite("recommend embedding", req.embedding)?;
+        if !(req.now.is_finite() && req.now.abs() < 1e15) {
+            return input(format!("recommend: now is not a valid time ({})", req.now));
+        }
+        let context = match &req.context {
+            None => None,
+            Some(c) => Some(DeviceContext {
+                hour_of_day: c.hour_of_day,
+                day_of_week: c.day_of_week,
+                device: device(c.device.as_deref())?,
+            }),
+        };
         let decision = match req.query {
             Some(q) => Some(self.router.route_text(q)?),
             None => None,
         };
-        let mut exclude = vec![false; cat.items.len()];
+        let mut exclude = Vec::with_capacity(req.exclude.len());
         for id in &req.exclude {
-            match cat.index.get(id) {
-                Some(&i) => exclude[i] = true,
+            match cat.ranker.index_of(id) {
+                Some(i) => exclude.push(i),
                 None => return input(format!("recommend: exclude names unknown item {id:?}")),
             }
         }
-        // ---- validated ----
-        self.adapter.adapt_into(req.embedding, &mut self.y)?;
-        self.shared.adapt_into(req.embedding, &mut self.ys)?;
-        let n = cat.items.len();
-        let mut scores = vec![0f32; n];
-        for (s, e) in scores.iter_mut().zip(cat.embeddings.chunks_exact(d)) {
-            *s = dot(&self.y, e);
-        }
-        let k = (req.k as usize).min(n);
-        let top = top_k(&scores, k, &exclude);
-        let items: Vec<Value> = top
+        let ranking = cat
+            .ranker
+            .recommend(
+                &DeviceRequest {
+                    route: decision.as_ref().map(|d| d.route),
+                    text: req.query,
+                    query: req.embedding,
+                    context,
+                    exclude: &exclude,
+                    k: req.k as usize,
+                    now: req.now.floor() as i64,
+                },
+                &self.adapter,
+                &self.shared,
+                &self.history,
+            )
+            .map_err(|err| EngineError::Recommend {
+                what: "recommend",
+                err,
+            })?;
+        let items: Vec<Value> = ranking
+            .items
             .iter()
-            .map(|&i| {
-                let i = i as usize;
-                let e = &cat.embeddings[i * d..(i + 1) * d];
-                let total = scores[i];
-                let query_match = dot(&self.ys, e);
-                let personal = total - query_match;
-                let it = &cat.items[i];
+            .map(|r| {
+                let it = &cat.items[r.item as usize];
+                let strategies: Vec<Value> = r
+                    .contributions
+                    .iter()
+                    .map(|c| json!({"strategy": c.role, "rank": c.rank, "contribution": c.value}))
+                    .collect();
                 json!({
                     "id": it.id,
                     "title": it.title,
                     "genres": it.genres,
                     "year": it.year,
-                    "score": total,
-                    "queryScore": query_match,
-                    "personalScore": personal,
-                    "explanation": explain(query_match, personal),
+                    "score": r.score,
+                    "queryScore": r.query_score,
+                    "personalScore": r.personal_score,
+                    "strategies": strategies,
+                    "explanation": r.explanation,
                 })
             })
             .collect();
-        self.last_embedding = Some(req.embedding.to_vec());
+        let weights: Map<String, Value> = ROLES
+            .iter()
+            .zip(ranking.weights)
+            .map(|(r, w)| (r.to_string(), json!(w)))
+            .collect();
+        if let Some(e) = req.embedding {
+            self.last_embedding = Some(e.to_vec());
+        }
         Ok(json!({
             "route": decision.as_ref().map(decision_json),
+            "weights": weights,
             "items": items,
         }))
     }
 
-    /// Record one interaction with a catalog title; the adapter learns when its
-    /// decision rule says so. Returns the core's `UpdateOutcome` (camelCase).
+    /// Record one interaction with a catalog title: the adapter learns when its
+    /// decision rule says so, and the title joins the viewer's recent history (graph
+    /// seeds, profile, context preferences). Returns the core's `UpdateOutcome` (camelCase).
     pub fn record_interaction(&mut self, x: InteractionInput) -> Result<Value, EngineError> {
-        let d = self.cfg.d;
         let Some(cat) = self.catalog.as_ref() else {
             return Err(EngineError::NoCatalog {
                 what: "recordInteraction",
             });
         };
-        let Some(&i) = cat.index.get(&x.content_id) else {
+        let Some(i) = cat.ranker.index_of(&x.content_id) else {
             return input(format!(
                 "recordInteraction: unknown contentId {:?} (not in the loaded catalog)",
                 x.content_id
@@ -487,36 +570,52 @@ impl EngineCore {
                 x.now
             ));
         }
-        let device: Device = match x.context.device.as_deref() {
-            None => Device::default(),
-            Some(s) => s.parse()?,
-        };
+        let dev = device(x.context.device.as_deref())?;
         let interaction = ViewerInteraction {
             kind,
             content_id: x.content_id.clone(),
             context: InteractionContext {
-                hour_of_day: x.context.hour_of_day,
-                day_of_week: x.context.day_of_week,
-                device,
+                hour_of_day: x.context.hour_of_day.unwrap_or(0),
+                day_of_week: x.context.day_of_week.unwrap_or(0),
+                device: dev.unwrap_or_default(),
                 moods: x.context.moods.clone(),
             },
         };
         interaction.validate()?;
+        let item = cat.ranker.embedding(i);
+        // The embedding the title was shown for: given, else the last recommend call's,
+        // else the title's own (it was picked for what it is).
         let query = match (&x.embedding, &self.last_embedding) {
             (Some(e), _) => e.as_slice(),
             (None, Some(e)) => e.as_slice(),
-            (None, None) => return input(
-                "recordInteraction: no embedding given and no recommend call yet to take it from",
-            ),
+            (None, None) => item,
         };
-        let item = &cat.embeddings[i * d..(i + 1) * d];
+        let now = x.now.floor() as i64;
+        let strength = interaction.strength(&self.cfg);
+        let mut history = self.history.clone();
+        history
+            .record(
+                &x.content_id,
+                strength,
+                DeviceContext {
+                    hour_of_day: x.context.hour_of_day,
+                    day_of_week: x.context.day_of_week,
+                    device: dev,
+                },
+                now,
+            )
+            .map_err(|err| EngineError::Recommend {
+                what: "recordInteraction",
+                err,
+            })?;
         let out = self.adapter.update_from_interaction(
             &interaction,
-            x.now.floor() as i64,
+            now,
             Observation { query, item },
-            &cat.embeddings,
+            cat.ranker.embeddings(),
             &mut self.rng,
         )?;
+        self.history = history;
         let v = serde_json::to_value(out).map_err(|e| EngineError::Input(e.to_string()))?;
         Ok(camel_keys(v))
     }
@@ -529,9 +628,11 @@ impl EngineCore {
         if !now.is_finite() {
             return input(format!("flush: now is not a valid time ({now})"));
         }
-        let out = self
-            .adapter
-            .adapt_pending(now.floor() as i64, &cat.embeddings, &mut self.rng)?;
+        let out = self.adapter.adapt_pending(
+            now.floor() as i64,
+            cat.ranker.embeddings(),
+            &mut self.rng,
+        )?;
         let v = serde_json::to_value(out).map_err(|e| EngineError::Input(e.to_string()))?;
         Ok(camel_keys(v))
     }
@@ -569,6 +670,7 @@ impl EngineCore {
             user_id: self.adapter.user_id().to_string(),
             adapter: self.adapter.to_bytes(),
             global: self.adapter.global().to_bytes(),
+            history: self.history.to_bytes(),
         };
         seal(STATE_MAGIC, STATE_VERSION, &state.to_msgpack())
     }
@@ -597,8 +699,17 @@ impl EngineCore {
             global.clone(),
         )?;
         let shared = Adapter::new(&s.user_id, &self.cfg, self.base.clone(), global)?;
+        let history = if s.history.is_empty() {
+            ViewerHistory::default()
+        } else {
+            ViewerHistory::from_bytes(&s.history).map_err(|err| EngineError::Recommend {
+                what: "loadState",
+                err,
+            })?
+        };
         self.adapter = adapter;
         self.shared = shared;
+        self.history = history;
         Ok(())
     }
 
@@ -614,34 +725,5 @@ impl EngineCore {
             "scale": u.scale,
             "sampleCount": u.sample_count,
         }))
-    }
-}
-
-/// `⟨a, b⟩` with eight independent partial sums, so the loop vectorizes (simd128 when enabled)
-/// instead of waiting on one serial chain of adds. Same summation order on every target.
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    let mut tail = 0f32;
-    for (x, y) in ra.iter().zip(rb) {
-        tail += x * y;
-    }
-    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
-}
-
-/// A short human-readable reason from the two parts of a score.
-fn explain(query_match: f32, personal: f32) -> String {
-    if personal.abs() < 1e-4 {
-        format!("Matches your search ({query_match:.2})")
-    } else if personal > 0.0 {
-        format!("Matches your search ({query_match:.2}); your taste lifts it (+{personal:.2})")
-    } else {
-        format!("Matches your search ({query_match:.2}); your taste lowers it ({personal:.2})")
     }
 }

@@ -10,7 +10,8 @@
 pub mod engine;
 
 use engine::{
-    CatalogItem, ContextInput, EngineCore, EngineError, InteractionInput, RecommendInput,
+    CatalogItem, ContextInput, EngineCore, EngineError, InteractionInput, RecommendContextInput,
+    RecommendInput,
 };
 use js_sys::{Array, Float32Array, Object, Reflect, Uint8Array, JSON};
 use serde_json::Value;
@@ -232,10 +233,11 @@ impl Engine {
         Ok(self.core.adapt_embeddings(&q).map_err(err)?.1)
     }
 
-    /// `loadCatalog({items: [{id, title, genres?, year?, platforms?}], embeddings: Float32Array})`.
+    /// `loadCatalog({items: [{id, title, genres?, year?, platforms?}], embeddings: Float32Array,
+    /// related?: {[id]: [[id, weight], …]}})`.
     #[wasm_bindgen(js_name = loadCatalog)]
     pub fn load_catalog(&mut self, catalog: JsValue) -> Result<usize, JsError> {
-        let o = options("loadCatalog", &catalog, &["items", "embeddings"])?;
+        let o = options("loadCatalog", &catalog, &["items", "embeddings", "related"])?;
         let items_js =
             field(o, "items").ok_or_else(|| JsError::new("loadCatalog: items is required"))?;
         if !Array::is_array(&items_js) {
@@ -248,16 +250,23 @@ impl Engine {
             Some(v) => floats("loadCatalog embeddings", &v)?,
             None => return Err(JsError::new("loadCatalog: embeddings is required")),
         };
-        self.core.load_catalog(items, emb).map_err(err)
+        let related = match field(o, "related") {
+            Some(v) => Some(from_js("loadCatalog related", &v)?),
+            None => None,
+        };
+        self.core
+            .load_catalog(items, emb, related.as_ref())
+            .map_err(err)
     }
 
-    /// `recommend({query?, embedding, k, exclude?})` → `{route, items: [{id, title, score,
-    /// queryScore, personalScore, explanation, …}]}`.
+    /// `recommend({query?, embedding?, context?, k?, exclude?, now?})` → `{route, weights,
+    /// items: [{id, title, genres, year, score, queryScore, personalScore, strategies,
+    /// explanation}]}`: sona-core's fused on-device ranking.
     pub fn recommend(&mut self, request: JsValue) -> Result<JsValue, JsError> {
         let o = options(
             "recommend",
             &request,
-            &["query", "embedding", "k", "exclude"],
+            &["query", "embedding", "context", "k", "exclude", "now"],
         )?;
         let query = match field(o, "query") {
             Some(v) => Some(
@@ -266,12 +275,8 @@ impl Engine {
             None => None,
         };
         let embedding = match field(o, "embedding") {
-            Some(v) => floats("recommend embedding", &v)?,
-            None => {
-                return Err(JsError::new(
-                    "recommend: embedding (Float32Array of d floats) is required",
-                ))
-            }
+            Some(v) => Some(floats("recommend embedding", &v)?),
+            None => None,
         };
         let k = match field(o, "k") {
             Some(v) => number("recommend k", &v)?,
@@ -282,11 +287,24 @@ impl Engine {
                 .map_err(|e| JsError::new(&format!("recommend exclude: {e}")))?,
             None => Vec::new(),
         };
+        let context = match field(o, "context") {
+            Some(v) => Some(
+                serde_json::from_value::<RecommendContextInput>(from_js("recommend context", &v)?)
+                    .map_err(|e| JsError::new(&format!("recommend context: {e}")))?,
+            ),
+            None => None,
+        };
+        let now = match field(o, "now") {
+            Some(v) => number("recommend now", &v)?,
+            None => js_sys::Date::now() / 1000.0,
+        };
         let req = RecommendInput {
             query: query.as_deref(),
-            embedding: &embedding,
+            embedding: embedding.as_deref(),
             k,
             exclude,
+            context,
+            now,
         };
         to_js(&self.core.recommend(&req).map_err(err)?)
     }

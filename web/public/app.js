@@ -74,11 +74,13 @@ function card(item, rank, rowIdx, col) {
     else if (before > rank) move = `<span class="move up">▲${before - rank}</span>`;
     else if (before < rank) move = `<span class="move down">▼${rank - before}</span>`;
   }
-  const taste = Math.abs(item.personalScore) >= 0.005 ? ` · taste ${item.personalScore > 0 ? '+' : ''}${item.personalScore.toFixed(2)}` : '';
+  const p = item.personalScore ?? 0;
+  const taste = Math.abs(p) >= 0.005 ? ` · taste ${p > 0 ? '+' : ''}${p.toFixed(2)}` : '';
+  const why = item.strategies.slice(0, 3).map((s) => `${s.strategy} #${s.rank}`).join(' · ');
   c.innerHTML = `${move}<div class="title">${item.title}</div>
     <div class="meta">${item.year ?? ''} · ${item.genres.slice(0, 3).join(', ')}</div>
     <div class="expl">${item.explanation}</div>
-    <div class="score" data-personal="${item.personalScore}">score ${item.score.toFixed(2)}${taste}</div>`;
+    <div class="score" data-personal="${p}" data-strategies="${item.strategies.map((s) => s.strategy).join(' ')}">${why || 'filler'}${taste}</div>`;
   return c;
 }
 
@@ -94,36 +96,36 @@ function render() {
   paintFocus();
 }
 
+/** The viewing context the engine ranks for: this TV, the local hour and weekday. */
+function context(now = new Date()) {
+  return { device: 'tv', hourOfDay: now.getHours(), dayOfWeek: (now.getDay() + 6) % 7 };
+}
+
 function runQuery({ keepRanks = false } = {}) {
   const text = $('query').value.trim() || DEFAULT_QUERY;
   const { embedding, matched } = queryEmbedding(text);
   if (!keepRanks) prevRanks = new Map();
   else prevRanks = new Map(rows[0].map((it, i) => [it.id, i]));
   try {
-    const res = engine.recommend({ query: text, embedding, k: 10, exclude: excluded() });
+    const res = engine.recommend({ query: text, embedding, context: context(), k: 10, exclude: excluded() });
     rows[0] = res.items;
     renderRoute(res.route, matched);
   } catch (e) {
-    const res = engine.recommend({ embedding, k: 10, exclude: excluded() });
+    const res = engine.recommend({ embedding, context: context(), k: 10, exclude: excluded() });
     rows[0] = res.items;
     renderRoute(null, matched, e.message);
   }
   lastEmbedding = embedding;
   $('row1-title').textContent = `Top picks for “${text}”`;
-  const taste = engine.recommend({ embedding: queryEmbedding('').embedding, k: 10, exclude: excluded() });
+  // No query: the viewer's profile, the neighbours of what they watched, their context habits.
+  const taste = engine.recommend({ context: context(), k: 10, exclude: excluded() });
   rows[1] = taste.items;
   history.query = text;
   render();
 }
 
 async function act(item, type) {
-  const now = new Date();
-  engine.recordInteraction({
-    contentId: item.id,
-    type,
-    embedding: lastEmbedding,
-    context: { device: 'tv', hourOfDay: now.getHours(), dayOfWeek: (now.getDay() + 6) % 7 },
-  });
+  engine.recordInteraction({ contentId: item.id, type, embedding: lastEmbedding, context: context() });
   (type === 'skip' ? history.skipped : history.watched).push(item.id);
   await idbPut({ engine: engine.saveState(), history });
   runQuery({ keepRanks: true });
@@ -231,6 +233,7 @@ async function main() {
   engine.loadCatalog({
     items: catalog.items.map(({ id, title, year, genres }) => ({ id, title, year, genres })),
     embeddings: Float32Array.from(catalog.embeddings),
+    related: catalog.related,
   });
   $('query').value = history.query || DEFAULT_QUERY;
   runQuery();

@@ -85,6 +85,13 @@ try {
   assert.equal(actedIds.length, 3);
   assert.notDeepEqual(keep(after, actedIds), keep(before, actedIds).slice(0, keep(after, actedIds).length), 'query ranking did not change beyond removing acted-on titles');
   assert.notDeepEqual(keep(tasteAfter, actedIds), keep(tasteBefore, actedIds).slice(0, keep(tasteAfter, actedIds).length), 'taste row did not change');
+  // The fused ranking explains itself: the taste row now holds neighbours (co-watch) of the
+  // watched titles, each naming the title it comes from.
+  const tasteWhy = await page.$$eval('#row2 .expl', (e) => e.map((x) => x.textContent));
+  const watchedTitles = (await page.$eval('#watched-list', (b) => b.textContent)).split(' · ');
+  assert.ok(tasteWhy.some((t) => watchedTitles.some((w) => t === `Because you watched ${w}`)), `no "Because you watched" in the taste row: ${tasteWhy}`);
+  const strategies = await page.$$eval('#row1 .score', (s) => s.map((x) => x.dataset.strategies));
+  assert.ok(strategies.some((s) => s.includes('graph')), `no graph strategy in the query row: ${strategies}`);
   await press('Escape');
 
   // Reload: the adapter state and history come back from IndexedDB.

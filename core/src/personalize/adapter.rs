@@ -259,6 +259,12 @@ impl Adapter {
     pub fn global(&self) -> &Arc<GlobalAdapter> {
         &self.global
     }
+    /// This viewer's LoRA tier without copies: `(A, B, scale)`, A and B both r × d
+    /// row-major; the tier adds `scale · Σ_k ⟨A_k, q⟩ · B_k` to the shared `W q`.
+    pub fn viewer_tier(&self) -> (&[f32], &[f32], f32) {
+        (&self.st.a, &self.st.b, self.cfg.scale())
+    }
+
     /// The per-viewer factors (A: r × d, B: d × r, row-major; copies).
     pub fn factors(&self) -> (Vec<f32>, Vec<f32>) {
         (

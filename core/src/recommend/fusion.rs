@@ -43,6 +43,12 @@ pub struct Component {
     pub model: Box<dyn OnlineRecommender>,
 }
 
+/// One component's RRF term for a 1-based `rank`: `weight / (rrf_k + rank)`.
+#[inline]
+pub fn rrf_term(weight: f32, rrf_k: f32, rank: usize) -> f32 {
+    weight / (rrf_k + rank as f32)
+}
+
 /// Plain weighted RRF over ranked lists: `(item, score)` best first, ties to the
 /// lower item id, at most `k` entries. `lists[c]` is component c's ranking and
 /// `weights[c]` its weight.
@@ -53,7 +59,7 @@ pub fn rrf(lists: &[&[u32]], weights: &[f32], rrf_k: f32, k: usize) -> Vec<(u32,
             continue;
         }
         for (r, &item) in list.iter().enumerate() {
-            *fused.entry(item).or_insert(0.0) += w / (rrf_k + (r + 1) as f32);
+            *fused.entry(item).or_insert(0.0) += rrf_term(w, rrf_k, r + 1);
         }
     }
     let mut out: Vec<(u32, f32)> = fused.into_iter().collect();
@@ -135,7 +141,7 @@ impl Fusion {
                 .into_iter()
                 .enumerate()
             {
-                hits.push((item, ci, r + 1, c.weight / (self.cfg.k + (r + 1) as f32)));
+                hits.push((item, ci, r + 1, rrf_term(c.weight, self.cfg.k, r + 1)));
             }
         }
         hits.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));

@@ -11,12 +11,15 @@
 //! - [`context`]: time-of-day / day-of-week item priors.
 //! - [`fusion`]: weighted reciprocal rank fusion with explanations.
 //! - [`memory`]: the ReasoningBank as a live "viewers in this state watched next" memory.
+//! - [`device`]: the on-device fused ranking of the npm engine (taste, query match,
+//!   neighbours of recent titles, context, freshness; RRF weights by route).
 //! - [`sona`]: BPR-MF plus the on-device LoRA + EWC++ adapter of [`crate::personalize`].
 //! - [`linalg`]: dense SPD inverse (Cholesky) used by EASE.
 
 pub mod bpr;
 pub mod content;
 pub mod context;
+pub mod device;
 pub mod ease;
 pub mod fusion;
 pub mod graph;
@@ -33,6 +36,8 @@ use crate::data::{Dataset, Interaction};
 pub enum RecommendError {
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),
+    #[error("{0}")]
+    InvalidInput(String),
     #[error("the training data has no interactions")]
     NoInteractions,
     #[error("item {item} is out of range (catalog has {n_items} items)")]

@@ -43,7 +43,17 @@ export const ERROR_CASES = [
   ['recommend k NaN', (c) => c.engine.recommend({ embedding: new Float32Array(32), k: NaN }), /k must be/],
   ['recommend wrong embedding length', (c) => c.engine.recommend({ embedding: new Float32Array(31) }), /expected d = 32/],
   ['recommend NaN embedding', (c) => c.engine.recommend({ embedding: new Float32Array(32).fill(NaN) }), /not finite/],
-  ['recommend without embedding', (c) => c.engine.recommend({ query: 'hi' }), /embedding/],
+  ['recommend embedding not floats', (c) => c.engine.recommend({ query: 'hi', embedding: [1, 2] }), /Float32Array/],
+  ['recommend unknown device', (c) => c.engine.recommend({ context: { device: 'toaster' } }), /unknown device/],
+  ['recommend hour out of range', (c) => c.engine.recommend({ context: { hourOfDay: 24 } }), /hourOfDay must be 0\.\.=23/],
+  ['recommend day out of range', (c) => c.engine.recommend({ context: { dayOfWeek: 7 } }), /dayOfWeek must be 0\.\.=6/],
+  ['recommend negative hour', (c) => c.engine.recommend({ context: { hourOfDay: -1 } }), /context/],
+  ['recommend unknown context key', (c) => c.engine.recommend({ context: { moods: ['cozy'] } }), /unknown field `moods`/],
+  ['recommend context not an object', (c) => c.engine.recommend({ context: 'evening' }), /context/],
+  ['recommend NaN now', (c) => c.engine.recommend({ now: NaN }), /now/],
+  ['catalog related unknown id', (c) => c.bare.loadCatalog({ items: c.goldens.catalog.items, embeddings: new Float32Array(c.goldens.catalog.embeddings), related: { m0: [['nope', 1]] } }), /unknown item "nope"/],
+  ['catalog related bad weight', (c) => c.bare.loadCatalog({ items: c.goldens.catalog.items, embeddings: new Float32Array(c.goldens.catalog.embeddings), related: { m0: [['m1', -1]] } }), /weight > 0/],
+  ['catalog related not pairs', (c) => c.bare.loadCatalog({ items: c.goldens.catalog.items, embeddings: new Float32Array(c.goldens.catalog.embeddings), related: { m0: ['m1'] } }), /related/],
   ['recommend empty query', (c) => c.engine.recommend({ query: '', embedding: new Float32Array(32) }), /empty query/],
   ['recommend unknown exclude id', (c) => c.engine.recommend({ embedding: new Float32Array(32), exclude: ['nope'] }), /unknown item "nope"/],
   ['recommend unknown option', (c) => c.engine.recommend({ embedding: new Float32Array(32), top: 3 }), /unknown option "top"/],
@@ -83,7 +93,9 @@ export function checkErrors(Engine, goldens, router, models) {
   engine.loadCatalog({ items: goldens.catalog.items, embeddings: new Float32Array(goldens.catalog.embeddings) });
   const ctx = { Engine, router, goldens, engine, bare, withSelector };
   const probe = new Float32Array(goldens.steps[0].input);
-  const before = () => JSON.stringify([engine.stats(), Array.from(engine.adaptEmbeddings(probe)), bare.catalogSize]);
+  engine.recordInteraction({ contentId: 'm3', type: 'watch_complete', now: 5, context: { hourOfDay: 20 } });
+  // The ranking (it reads the viewer's history) is part of the state that must not change.
+  const before = () => JSON.stringify([engine.stats(), Array.from(engine.adaptEmbeddings(probe)), bare.catalogSize, engine.recommend({ k: 5, now: 1, context: { hourOfDay: 21 } })]);
   for (const [name, fn, pattern] of ERROR_CASES) {
     const snapshot = before();
     let thrown = null;

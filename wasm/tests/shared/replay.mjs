@@ -24,6 +24,14 @@ export function diff(a, b, path = '$', out = []) {
   return out;
 }
 
+/** The recommend request of a golden step (embedding and context are optional). */
+function request(s) {
+  const r = { query: s.query, k: s.k, exclude: s.exclude, now: s.now };
+  if (s.embedding) r.embedding = new Float32Array(s.embedding);
+  if (s.context) r.context = s.context;
+  return r;
+}
+
 /** Runs every golden case; returns {checked, failures}. `models`: {attention, shippedRouter} bytes. */
 export function replay(Engine, goldens, routerBytes, models) {
   const failures = [];
@@ -63,7 +71,7 @@ export function replay(Engine, goldens, routerBytes, models) {
         diff(engine.adaptEmbeddings(q), s.output, `${at} embedding`, failures);
         diff(engine.adaptationMagnitude(q), s.magnitude, `${at} magnitude`, failures);
       } else if (s.op === 'recommend') {
-        const out = engine.recommend({ query: s.query, embedding: new Float32Array(s.embedding), k: s.k, exclude: s.exclude });
+        const out = engine.recommend(request(s));
         diff(out, s.output, at, failures);
       } else if (s.op === 'record') {
         const x = { contentId: s.contentId, type: s.type, context: s.context, now: s.now };
@@ -93,9 +101,10 @@ export function replay(Engine, goldens, routerBytes, models) {
     const restored = Engine.load({ router: routerBytes, userId: goldens.userId, personalize: goldens.personalize, state });
     try {
       restored.loadCatalog({ items: goldens.catalog.items, embeddings: new Float32Array(goldens.catalog.embeddings) });
-      const last = goldens.steps.filter((s) => s.op === 'recommend').at(-1);
-      const req = { query: last.query, embedding: new Float32Array(last.embedding), k: last.k, exclude: last.exclude };
-      diff(restored.recommend(req), last.output, 'restored recommend', failures);
+      // Every recommend after the interactions (the history is part of the state).
+      for (const s of goldens.steps.slice(goldens.steps.findIndex((x) => x.op === 'applyGlobal'))) {
+        if (s.op === 'recommend') diff(restored.recommend(request(s)), s.output, 'restored recommend', failures);
+      }
       // fisherMass is excluded: the default Fisher storage is separable (row/column marginals), lossy by design.
       const { fisherMass: _a, ...restoredStats } = restored.stats();
       const { fisherMass: _b, ...liveStats } = engine.stats();
