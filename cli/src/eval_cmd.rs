@@ -62,7 +62,7 @@ struct Tuned {
     log: Vec<String>,
 }
 
-const MEMORY_WEIGHTS: [f32; 5] = [0.25, 0.5, 1.0, 2.0, 4.0];
+const MEMORY_WEIGHTS: [f32; 6] = [0.0, 0.25, 0.5, 1.0, 2.0, 4.0];
 const ADAPTER_WEIGHTS: [f32; 3] = [0.0, 0.1, 0.3];
 
 /// The ReasoningBank memory over BPR item factors; `warm` streams `train` through
@@ -95,7 +95,12 @@ fn lora_for(bpr: &Bpr, seed: u64) -> Result<Sona> {
 }
 
 /// The best (memory, adapter) weights by NDCG@k of `score`, hybrid weights fixed.
-fn grid_sona(log: &mut Vec<String>, what: &str, k: usize, score: impl Fn(&[f32; 2]) -> f64) -> [f32; 2] {
+fn grid_sona(
+    log: &mut Vec<String>,
+    what: &str,
+    k: usize,
+    score: impl Fn(&[f32; 2]) -> f64,
+) -> [f32; 2] {
     let mut best = (f64::NEG_INFINITY, [0.0f32, 0.0]);
     for &wm in &MEMORY_WEIGHTS {
         for &wl in &ADAPTER_WEIGHTS {
@@ -138,7 +143,10 @@ fn tune_stream(train: &Dataset, seed: u64, k: usize, tuned: &mut Tuned) -> Resul
     };
     let mut models: Vec<Box<dyn OnlineRecommender>> = vec![
         cf,
-        Box::new(ContentBased::train(&inner.train, &ContentConfig::default())?),
+        Box::new(ContentBased::train(
+            &inner.train,
+            &ContentConfig::default(),
+        )?),
         Box::new(GraphSage::train(
             &inner.train,
             &GraphConfig {
@@ -146,7 +154,10 @@ fn tune_stream(train: &Dataset, seed: u64, k: usize, tuned: &mut Tuned) -> Resul
                 ..Default::default()
             },
         )?),
-        Box::new(ContextAware::train(&inner.train, &ContextConfig::default())?),
+        Box::new(ContextAware::train(
+            &inner.train,
+            &ContextConfig::default(),
+        )?),
         Box::new(memory_for(&inner.train, &bpr, true, true)?),
         Box::new(lora_for(&bpr, seed)?),
     ];
@@ -916,4 +927,3 @@ mod tests {
         std::fs::remove_dir_all(&root).unwrap();
     }
 }
-

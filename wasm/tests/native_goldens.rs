@@ -305,7 +305,7 @@ fn run_cases(router: &[u8]) -> Value {
         vec![],
     ));
     steps.push(rec(&mut e, "what's new this week", Some(&q), None, vec![]));
-    steps.push(rec(&mut e, "movies like heat", None, Some(ctx), vec![]));
+    steps.push(rec(&mut e, "feeling cozy tonight", None, Some(ctx), vec![]));
     steps.push(json!({"op": "stats", "output": e.stats().unwrap()}));
     let update = e.export_update();
     steps.push(json!({"op": "exportUpdate", "length": update.len(), "decoded": EngineCore::decode_update(&update).unwrap()}));

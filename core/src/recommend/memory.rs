@@ -355,7 +355,153 @@ impl OnlineRecommender for PatternMemory {
         Some(Reason::Text(if pid == u64::MAX {
             format!("Matches a fresh pattern: viewers who watched {title} went on to this")
         } else {
-            format!("Matches successful pattern #{pid}: viewers who watched {title} went on to this")
+            format!(
+                "Matches successful pattern #{pid}: viewers who watched {title} went on to this"
+            )
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recommend::testutil::dataset;
+
+    /// Six items with one-hot vectors: states are exact, so similarities are 0 or 1.
+    fn onehot(n: usize) -> Vec<f32> {
+        let mut v = vec![0.0; n * n];
+        for i in 0..n {
+            v[i * n + i] = 1.0;
+        }
+        v
+    }
+
+    fn ev(user: u32, item: u32, t: i64) -> Interaction {
+        Interaction {
+            user,
+            item,
+            rating: 4.0,
+            timestamp: t,
+        }
+    }
+
+    fn cfg() -> MemoryConfig {
+        MemoryConfig {
+            window: 1,
+            min_similarity: 0.5,
+            sync_delay_secs: 100,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn learns_what_viewers_in_a_state_watch_next_after_the_sync_delay() {
+        // Users 0..3 all watched item 0 in training; nobody has gone anywhere from it.
+        let ds = dataset(4, 6, &[(0, 0), (1, 0), (2, 0), (3, 0)]);
+        let mut m = PatternMemory::new(&ds, &onehot(6), 6, &cfg()).unwrap();
+        assert_eq!(m.patterns(), 0);
+        assert!(m.recommend(3, 3, &[true], 10_000).is_empty());
+        // Users 0 and 1 go 0 → 4, user 2 goes 0 → 5.
+        m.observe(&ev(0, 4, 10_000)).unwrap();
+        m.observe(&ev(1, 4, 10_010)).unwrap();
+        m.observe(&ev(2, 5, 10_020)).unwrap();
+        // Before the delay has passed nothing is visible (no peeking ahead).
+        assert!(m.recommend(3, 3, &[true], 10_050).is_empty());
+        // After it, item 4 (two votes) ranks above item 5 (one vote); the pending
+        // patterns are visible even before the next event flushes them.
+        assert_eq!(m.recommend(3, 3, &[true], 10_200), [4, 5]);
+        m.observe(&ev(0, 1, 10_300)).unwrap();
+        // The three are in the bank now; user 0's new pattern 4 → 1 is in transit.
+        assert_eq!(m.patterns(), 3);
+        assert_eq!(m.pending.len(), 1);
+        // The explanation names the state's title.
+        match m.explain(3, 4, 10_300) {
+            Some(Reason::Text(t)) => assert!(t.contains("Item 0"), "{t}"),
+            other => panic!("{other:?}"),
+        }
+        // A viewer in another state (item 1) gets what followed item 1: nothing yet.
+        let ds2 = dataset(5, 6, &[(4, 1)]);
+        let mut m2 = PatternMemory::new(&ds2, &onehot(6), 6, &cfg()).unwrap();
+        m2.observe(&ev(0, 0, 0)).unwrap(); // user 0 had no state: no pattern
+        assert_eq!(m2.patterns(), 0);
+        assert!(m2.recommend(4, 3, &[], 1_000).is_empty());
+    }
+
+    #[test]
+    fn reinforcement_favours_patterns_that_came_true() {
+        let ds = dataset(4, 6, &[(0, 0), (1, 0), (2, 0), (3, 0)]);
+        let mut m = PatternMemory::new(&ds, &onehot(6), 6, &cfg()).unwrap();
+        m.observe(&ev(0, 4, 0)).unwrap();
+        m.observe(&ev(1, 5, 1)).unwrap();
+        // One vote each; tie → lower id first.
+        assert_eq!(m.recommend(3, 2, &[true], 500), [4, 5]);
+        // User 2 (in state 0) watches 5: the pattern 0 → 5 is reinforced.
+        m.observe(&ev(2, 5, 600)).unwrap();
+        let p5 = m
+            .bank()
+            .patterns()
+            .into_iter()
+            .find(|p| p.successful_results == [5] && p.user == Some(1))
+            .unwrap();
+        assert!(p5.usage_count == 2 && p5.confidence > m.bank().config().initial_confidence);
+        assert_eq!(m.recommend(3, 2, &[true], 700)[0], 5);
+    }
+
+    #[test]
+    fn read_only_memory_follows_states_but_stores_nothing() {
+        let ds = dataset(2, 6, &[(0, 0), (1, 0)]);
+        let mut m = PatternMemory::new(&ds, &onehot(6), 6, &cfg()).unwrap();
+        m.set_learning(false);
+        m.observe(&ev(0, 3, 0)).unwrap();
+        m.observe(&ev(0, 4, 500)).unwrap();
+        assert_eq!(m.patterns(), 0);
+        assert_eq!(m.state(0).unwrap()[4], 1.0);
+        // warm_up learns from a history streamed through it.
+        let mut w = PatternMemory::new(&ds, &onehot(6), 6, &cfg()).unwrap();
+        let hist = dataset(2, 6, &[(0, 0), (0, 2), (1, 0)]);
+        w.warm_up(&hist).unwrap();
+        w.observe(&ev(1, 3, 10_000)).unwrap(); // flushes the warm-up pattern
+        assert_eq!(w.recommend(1, 2, &[], 10_000), Vec::<u32>::new()); // user 1 is at 3 now
+        assert!(w
+            .bank()
+            .patterns()
+            .iter()
+            .any(|p| p.successful_results == [2]));
+    }
+
+    #[test]
+    fn bad_input_is_refused_and_changes_nothing() {
+        let ds = dataset(2, 3, &[(0, 0)]);
+        assert!(PatternMemory::new(&ds, &onehot(2), 2, &cfg()).is_err());
+        let mut bad = onehot(3);
+        bad[0] = f32::NAN;
+        assert!(PatternMemory::new(&ds, &bad, 3, &cfg()).is_err());
+        for c in [
+            MemoryConfig { window: 0, ..cfg() },
+            MemoryConfig {
+                recency_decay: 1.5,
+                ..cfg()
+            },
+            MemoryConfig {
+                sim_power: f32::NAN,
+                ..cfg()
+            },
+            MemoryConfig {
+                sync_delay_secs: -1,
+                ..cfg()
+            },
+        ] {
+            assert!(PatternMemory::new(&ds, &onehot(3), 3, &c).is_err(), "{c:?}");
+        }
+        let mut m = PatternMemory::new(&ds, &onehot(3), 3, &cfg()).unwrap();
+        assert!(matches!(
+            m.observe(&ev(0, 7, 0)),
+            Err(RecommendError::ItemOutOfRange { item: 7, .. })
+        ));
+        let mut nan = ev(0, 1, 0);
+        nan.rating = f32::NAN;
+        assert!(m.observe(&nan).is_err());
+        assert_eq!(m.state(0).unwrap()[0], 1.0);
+        assert!(m.pending.is_empty());
     }
 }
