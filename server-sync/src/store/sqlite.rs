@@ -1,7 +1,10 @@
 //! Embedded store: one SQLite file (64 KiB pages) in WAL mode with `synchronous = FULL`.
 //! All writes go through one writer thread that drains every queued command
 //! into a single transaction (group commit: one fsync for the whole batch)
-//! and acknowledges each command only after its commit returned.
+//! and acknowledges each command only after its commit returned. WAL
+//! checkpoints run on a separate thread and connection (`PASSIVE`: they never
+//! block the writer), so a commit does not wait for a checkpoint; the writer
+//! itself checkpoints only if the WAL grows past `WAL_CAP_BYTES`.
 
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -68,9 +71,14 @@ fn env_or(name: &str, default: i64) -> i64 {
 /// pages, which cut the server's CPU per upload by a third (README, "Load
 /// benchmark"). An existing file keeps its page size.
 const PAGE_SIZE: i64 = 65_536;
-/// Checkpoint the WAL back into the database every this many pages (16 MiB
-/// at 64 KiB pages): smaller stalls than SQLite's default 1000 pages.
-const WAL_AUTOCHECKPOINT: i64 = 256;
+/// SQLite's own autocheckpoint (in the committing connection) is off unless
+/// `SONA_SQLITE_WAL_AUTOCHECKPOINT` sets it: the checkpointer thread does it.
+const WAL_AUTOCHECKPOINT: i64 = 0;
+/// How often the checkpointer thread runs a passive checkpoint.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+/// If the WAL file still grows past this (the checkpointer cannot keep up, or
+/// a reader pins old frames), the writer runs a blocking `RESTART` checkpoint.
+const WAL_CAP_BYTES: u64 = 256 << 20;
 
 fn connect(path: &str) -> rusqlite::Result<Connection> {
     let c = Connection::open(path)?;
@@ -116,9 +124,20 @@ impl SqliteStore {
         let reader = connect(path)?;
         let (tx, rx) = mpsc::channel();
         let tw = t.clone();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let ckpt = connect(path)?;
+        let stop_ck = stop.clone();
+        std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || checkpoint_loop(&ckpt, &stop_ck))
+            .map_err(|e| StoreError::Other(format!("cannot start the checkpoint thread: {e}")))?;
+        let wal = std::path::PathBuf::from(format!("{path}-wal"));
         let writer = std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || writer_loop(&mut w, &tw, rx))
+            .spawn(move || {
+                writer_loop(&mut w, &tw, rx, &wal);
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            })
             .map_err(|e| StoreError::Other(format!("cannot start the writer thread: {e}")))?;
         Ok(SqliteStore {
             tx: Mutex::new(Some(tx)),
@@ -159,7 +178,17 @@ enum Reply {
     Text(oneshot::Sender<StoreResult<String>>, StoreResult<String>),
 }
 
-fn writer_loop(c: &mut Connection, t: &Tables, rx: mpsc::Receiver<Cmd>) {
+/// Passive checkpoints every `CHECKPOINT_EVERY` until `stop` (set when the
+/// writer exits). A passive checkpoint copies committed WAL frames into the
+/// database without blocking writers; errors (e.g. busy) are retried next time.
+fn checkpoint_loop(c: &Connection, stop: &std::sync::atomic::AtomicBool) {
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        std::thread::sleep(CHECKPOINT_EVERY);
+        let _ = c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+    }
+}
+
+fn writer_loop(c: &mut Connection, t: &Tables, rx: mpsc::Receiver<Cmd>, wal: &std::path::Path) {
     let mut closing: Vec<oneshot::Sender<()>> = Vec::new();
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
@@ -258,6 +287,9 @@ fn writer_loop(c: &mut Connection, t: &Tables, rx: mpsc::Receiver<Cmd>) {
         })();
         // Acknowledge only after the commit: on failure every command in the batch fails.
         let failed = res.err().map(|e| e.to_string());
+        if std::fs::metadata(wal).is_ok_and(|m| m.len() > WAL_CAP_BYTES) {
+            let _ = c.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()));
+        }
         for r in replies {
             let err = || {
                 StoreError::Other(format!(
