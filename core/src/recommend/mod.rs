@@ -13,7 +13,8 @@
 //! - [`memory`]: the ReasoningBank as a live "viewers in this state watched next" memory.
 //! - [`device`]: the on-device fused ranking of the npm engine (taste, query match,
 //!   neighbours of recent titles, context, freshness; RRF weights by route).
-//! - [`sona`]: BPR-MF plus the on-device LoRA + EWC++ adapter of [`crate::personalize`].
+//! - [`sona`]: BPR-MF plus the on-device LoRA + EWC++ adapter of [`crate::personalize`]
+//!   (the adapter half of the evaluation's SONA layer).
 //! - [`linalg`]: dense SPD inverse (Cholesky) used by EASE.
 
 pub mod bpr;

@@ -1,5 +1,7 @@
-//! The SONA system, first version: the global BPR-MF model plus one on-device
-//! LoRA adapter per viewer ([`crate::personalize`], with EWC++).
+//! The adapter half of the SONA layer (`bpr_lora` in `sona eval`): the global BPR-MF
+//! model plus one on-device LoRA adapter per viewer ([`crate::personalize`], with
+//! EWC++). The evaluation's `sona` system fuses it, with the ReasoningBank memory
+//! ([`super::memory`]), on top of the hybrid.
 //!
 //! The viewer's query embedding is their BPR user vector `p_u` (which BPR's own
 //! online fold-in keeps updating); the item embeddings are BPR's item factors.
