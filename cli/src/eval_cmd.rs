@@ -419,7 +419,8 @@ fn build_systems(
         }
     };
     // (name, hybrid weights, SONA layer: (memory, its weight, adapter weight)).
-    let mut fused: Vec<(&str, [f32; 4], Option<(PatternMemory, f32, f32)>)> = vec![
+    type Layer = Option<(PatternMemory, f32, f32)>;
+    let mut fused: Vec<(&str, [f32; 4], Layer)> = vec![
         ("hybrid_default", default_weights(), None),
         ("hybrid", tuned.weights, None),
         (
