@@ -221,6 +221,19 @@ impl PatternMemory {
         normalize(&mut q).then_some(q)
     }
 
+    /// The `neighbours` stored patterns most similar to state `q` (≥ `min_similarity`).
+    fn nearest(&self, q: &[f32]) -> Option<Vec<crate::bank::MatchedPattern>> {
+        self.bank
+            .find_similar_patterns(
+                q,
+                &PatternContext::default(),
+                self.cfg.neighbours,
+                self.cfg.min_similarity,
+            )
+            .ok()
+            .map(|f| f.matches)
+    }
+
     /// Votes per item from the patterns matching `user`'s state, plus the id of
     /// the pattern that voted most for each item. Patterns in transit whose time
     /// has come (`visible ≤ now`) are searched too.
@@ -240,13 +253,8 @@ impl PatternMemory {
                 }
             }
         };
-        if let Ok(found) = self.bank.find_similar_patterns(
-            &q,
-            &PatternContext::default(),
-            self.cfg.neighbours,
-            self.cfg.min_similarity,
-        ) {
-            for m in &found.matches {
+        if let Some(matches) = self.nearest(&q) {
+            for m in &matches {
                 let w = m.similarity.max(0.0).powf(self.cfg.sim_power)
                     * self.bank.boost_of(m.confidence, m.usage_count);
                 for &r in &m.successful_results {
@@ -318,13 +326,8 @@ impl OnlineRecommender for PatternMemory {
         self.flush(x.timestamp)?;
         if let Some(q) = self.state(x.user).filter(|_| self.cfg.learn_patterns) {
             // Reinforce the viewer's matched patterns that predicted this title.
-            if let Ok(found) = self.bank.find_similar_patterns(
-                &q,
-                &PatternContext::default(),
-                self.cfg.neighbours,
-                self.cfg.min_similarity,
-            ) {
-                for m in found.matches {
+            if let Some(matches) = self.nearest(&q) {
+                for m in matches {
                     if m.successful_results.contains(&(x.item as u64)) {
                         let _ = self.bank.reinforce_pattern(m.id, x.timestamp);
                     }

@@ -220,17 +220,7 @@ fn writer_loop(c: &mut Connection, t: &Tables, rx: mpsc::Receiver<Cmd>, wal: &st
                             replies.push(Reply::Unit(reply, out));
                         }
                         Cmd::PutAdapter(user, bytes, reply) => {
-                            let out = tx
-                                .execute(
-                                    &format!(
-                                        "INSERT INTO {} (user_id, bytes) VALUES (?1, ?2)
-                                         ON CONFLICT(user_id) DO UPDATE SET bytes = excluded.bytes",
-                                        t.adapters
-                                    ),
-                                    params![user, bytes],
-                                )
-                                .map(|_| ())
-                                .map_err(StoreError::from);
+                            let out = upsert(&tx, &t.adapters, ("user_id", "bytes"), &user, &bytes);
                             replies.push(Reply::Unit(reply, out));
                         }
                         Cmd::InitMeta(k, v, reply) => {
@@ -252,31 +242,11 @@ fn writer_loop(c: &mut Connection, t: &Tables, rx: mpsc::Receiver<Cmd>, wal: &st
                             replies.push(Reply::Text(reply, out));
                         }
                         Cmd::PutMeta(k, v, reply) => {
-                            let out = tx
-                                .execute(
-                                    &format!(
-                                        "INSERT INTO {} (key, value) VALUES (?1, ?2)
-                                         ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                                        t.meta
-                                    ),
-                                    params![k, v],
-                                )
-                                .map(|_| ())
-                                .map_err(StoreError::from);
+                            let out = upsert(&tx, &t.meta, ("key", "value"), &k, &v);
                             replies.push(Reply::Unit(reply, out));
                         }
                         Cmd::PutBank(segment, bytes, reply) => {
-                            let out = tx
-                                .execute(
-                                    &format!(
-                                        "INSERT INTO {} (segment, bytes) VALUES (?1, ?2)
-                                         ON CONFLICT(segment) DO UPDATE SET bytes = excluded.bytes",
-                                        t.banks
-                                    ),
-                                    params![segment, bytes],
-                                )
-                                .map(|_| ())
-                                .map_err(StoreError::from);
+                            let out = upsert(&tx, &t.banks, ("segment", "bytes"), &segment, &bytes);
                             replies.push(Reply::Unit(reply, out));
                         }
                         Cmd::Close(done) => closing.push(done),
@@ -310,6 +280,25 @@ fn writer_loop(c: &mut Connection, t: &Tables, rx: mpsc::Receiver<Cmd>, wal: &st
     for done in closing {
         let _ = done.send(());
     }
+}
+
+/// `INSERT … ON CONFLICT(key) DO UPDATE SET value = excluded.value` on `table`.
+fn upsert(
+    tx: &rusqlite::Transaction,
+    table: &str,
+    (key_col, value_col): (&str, &str),
+    key: &str,
+    value: &dyn rusqlite::ToSql,
+) -> StoreResult<()> {
+    tx.execute(
+        &format!(
+            "INSERT INTO {table} ({key_col}, {value_col}) VALUES (?1, ?2)
+             ON CONFLICT({key_col}) DO UPDATE SET {value_col} = excluded.{value_col}"
+        ),
+        params![key, value],
+    )
+    .map(|_| ())
+    .map_err(StoreError::from)
 }
 
 fn put_global(tx: &rusqlite::Transaction, t: &Tables, g: &GlobalRecord) -> StoreResult<()> {
