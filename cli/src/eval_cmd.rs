@@ -94,6 +94,31 @@ fn lora_for(bpr: &Bpr, seed: u64) -> Result<Sona> {
     )?)
 }
 
+/// The components a validation run fuses, in `ROLES` order then memory, adapter:
+/// `cf`, content, graph, context (trained on `train`), the warm ReasoningBank
+/// memory and the LoRA adapter over `bpr`.
+fn validation_models(
+    train: &Dataset,
+    cf: Box<dyn OnlineRecommender>,
+    bpr: &Bpr,
+    seed: u64,
+) -> Result<Vec<Box<dyn OnlineRecommender>>> {
+    Ok(vec![
+        cf,
+        Box::new(ContentBased::train(train, &ContentConfig::default())?),
+        Box::new(GraphSage::train(
+            train,
+            &GraphConfig {
+                seed: seed ^ 0x9e37,
+                ..Default::default()
+            },
+        )?),
+        Box::new(ContextAware::train(train, &ContextConfig::default())?),
+        Box::new(memory_for(train, bpr, true, true)?),
+        Box::new(lora_for(bpr, seed)?),
+    ])
+}
+
 /// The best (memory, adapter) weights by NDCG@k of `score`, hybrid weights fixed.
 fn grid_sona(
     log: &mut Vec<String>,
@@ -141,26 +166,7 @@ fn tune_stream(train: &Dataset, seed: u64, k: usize, tuned: &mut Tuned) -> Resul
         Ok(m) => Box::new(m),
         Err(_) => Box::new(bpr.clone()),
     };
-    let mut models: Vec<Box<dyn OnlineRecommender>> = vec![
-        cf,
-        Box::new(ContentBased::train(
-            &inner.train,
-            &ContentConfig::default(),
-        )?),
-        Box::new(GraphSage::train(
-            &inner.train,
-            &GraphConfig {
-                seed: seed ^ 0x9e37,
-                ..Default::default()
-            },
-        )?),
-        Box::new(ContextAware::train(
-            &inner.train,
-            &ContextConfig::default(),
-        )?),
-        Box::new(memory_for(&inner.train, &bpr, true, true)?),
-        Box::new(lora_for(&bpr, seed)?),
-    ];
+    let mut models = validation_models(&inner.train, cf, &bpr, seed)?;
     let fc = FusionConfig::default();
     let events = replay_record(&inner, &mut models, fc.depth, 5)?;
     let n = train.n_items();
@@ -237,26 +243,7 @@ fn tune(train: &Dataset, seed: u64, k: usize) -> Result<Tuned> {
         Some(m) => Box::new(m),
         None => Box::new(bpr.clone()),
     };
-    let comps: Vec<Box<dyn OnlineRecommender>> = vec![
-        cf,
-        Box::new(ContentBased::train(
-            &inner.train,
-            &ContentConfig::default(),
-        )?),
-        Box::new(GraphSage::train(
-            &inner.train,
-            &GraphConfig {
-                seed: seed ^ 0x9e37,
-                ..Default::default()
-            },
-        )?),
-        Box::new(ContextAware::train(
-            &inner.train,
-            &ContextConfig::default(),
-        )?),
-        Box::new(memory_for(&inner.train, &bpr, true, true)?),
-        Box::new(lora_for(&bpr, seed)?),
-    ];
+    let comps = validation_models(&inner.train, cf, &bpr, seed)?;
     // Per validation user: relevant items and each component's top-`depth` list.
     let depth = FusionConfig::default().depth;
     let n_items = train.n_items();
