@@ -44,7 +44,10 @@
 //! Per pattern: the unit `f32` embedding (4·d bytes), a ~100-byte record, 8 bytes
 //! per result, an 8-byte slot id, the graph (1 level byte, `2·m` = 32 `u32`
 //! links on layer 0, a 16-byte pointer to upper-layer links that ~1/16 of the
-//! nodes have, a 4-byte visit mark) and 4 bytes of side index. Arrays grow by
+//! nodes have, a 4-byte visit mark, a 4-byte twin slot) and 4 bytes of side
+//! index. A pattern whose embedding is identical to an indexed one (many viewers,
+//! one query) becomes that node's twin: it is found with it, adds no links to
+//! the graph and costs 4 more bytes in the twin table. Arrays grow by
 //! 1/16 instead of doubling. [`ReasoningBank::approx_heap_bytes`] adds up all
 //! capacities.
 //!

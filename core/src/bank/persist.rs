@@ -6,8 +6,8 @@
 //! next id, counters) · `u64` length of the records · records (MessagePack,
 //! positional: slot ids, one optional record per slot — no embeddings) · `u64`
 //! slot count · embeddings as raw `f32` (slot-major, `dim` per slot, tombstones
-//! included because the graph walks through them) · `u8` graph flag · graph
-//! links (see `Hnsw::write`). The embeddings are 4 bytes per value, not a
+//! included because the graph walks through them) · `u8` graph flag (0 none,
+//! 1 graph, 2 graph with a twin table) · graph links and twins (see `Hnsw::write`). The embeddings are 4 bytes per value, not a
 //! MessagePack float array (5 bytes each plus array headers).
 //!
 //! Reading checks the envelope (magic, version, length, CRC-32), then every
@@ -65,8 +65,10 @@ impl ReasoningBank {
             p.extend_from_slice(&x.to_le_bytes());
         }
         match &self.graph {
+            // 2: the graph carries a twin table (identical vectors); a bank
+            // without twins is written exactly as before (1).
             Some(g) => {
-                p.push(1);
+                p.push(if g.has_twins() { 2 } else { 1 });
                 g.write(&mut p);
             }
             None => p.push(0),
@@ -138,7 +140,8 @@ impl ReasoningBank {
         }
         let graph = match r.u8().map_err(corrupt)? {
             0 => None,
-            1 => Some(Hnsw::read(&mut r, dim, n).map_err(corrupt)?),
+            1 => Some(Hnsw::read(&mut r, dim, n, false).map_err(corrupt)?),
+            2 => Some(Hnsw::read(&mut r, dim, n, true).map_err(corrupt)?),
             f => return Err(corrupt(format!("graph flag {f}"))),
         };
         if !r.buf.is_empty() {

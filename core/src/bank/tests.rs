@@ -1077,3 +1077,38 @@ fn per_viewer_search_in_a_large_shared_bank_scans_only_that_viewer() {
         assert_eq!(r.total_patterns_searched, 599);
     }
 }
+
+#[test]
+fn many_viewers_with_the_same_query_are_all_found_and_persisted() {
+    // 40 queries, each sent by 60 viewers (identical embeddings), and 600 other
+    // patterns: an indexed bank must still return the identical ones first.
+    let mut c = cfg();
+    c.exact_scan_below = 100;
+    let mut bank = ReasoningBank::new(c).unwrap();
+    let mut rng = Rng::new(21);
+    let queries: Vec<Vec<f32>> = (0..40).map(|_| random_unit(&mut rng, D)).collect();
+    let mut order: Vec<Option<usize>> = (0..40 * 60).map(|i| Some(i % 40)).collect();
+    order.extend(std::iter::repeat_n(None, 600));
+    rng.shuffle(&mut order);
+    for (i, q) in order.iter().enumerate() {
+        let e = match q {
+            Some(j) => queries[*j].clone(),
+            None => random_unit(&mut rng, D),
+        };
+        let mut p = new_pattern(e, &[i as u64], 0.6, 1);
+        p.user = Some(i as u64);
+        bank.store_pattern(p, T0 + i as i64).unwrap();
+    }
+    assert!(bank.is_indexed());
+    let bytes = bank.to_bytes();
+    let back = ReasoningBank::from_bytes(&bytes).unwrap();
+    assert_eq!(back.to_bytes(), bytes);
+    for (j, q) in queries.iter().enumerate() {
+        for b in [&bank, &back] {
+            let found = b
+                .find_similar_patterns(q, &PatternContext::default(), 60, 0.99)
+                .unwrap();
+            assert_eq!(found.matches.len(), 60, "query {j}");
+        }
+    }
+}
