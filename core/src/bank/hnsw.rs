@@ -461,8 +461,8 @@ impl Hnsw {
         super::reserve_modest(&mut self.upper, 1);
         super::reserve_modest(&mut self.marks, 1);
         super::reserve_modest(&mut self.twin_of, 1);
-        // Placeholder slots (level 0, no links) until it is known whether the
-        // node is linked or a twin.
+        // The node starts at level 0 with no links; its real level and link
+        // slots are set below once it is known to be linked, not a twin.
         self.levels.push(0);
         self.layer0.extend(std::iter::repeat_n(EMPTY, self.m0));
         self.upper.push(Box::default());
@@ -616,7 +616,13 @@ impl Hnsw {
                     .get(&n)
                     .is_some_and(|t| t.iter().any(|&x| accept(x)))
         };
-        let w = self.search_layer(q, vecs, &ep, ef, 0, &group, &mut v, &mut evals);
+        // Without twins the caller's filter is used as is (no lookup per node).
+        let filter: &dyn Fn(u32) -> bool = if self.twins.is_empty() {
+            accept
+        } else {
+            &group
+        };
+        let w = self.search_layer(q, vecs, &ep, ef, 0, filter, &mut v, &mut evals);
         let mut out: Vec<(f32, u32)> = Vec::with_capacity(k);
         for n in w {
             if out.len() >= k {
