@@ -11,6 +11,7 @@
 //! - [`context`]: time-of-day / day-of-week item priors.
 //! - [`fusion`]: weighted reciprocal rank fusion with explanations.
 //! - [`memory`]: the ReasoningBank as a live "viewers in this state watched next" memory.
+//! - [`trajectory`]: live exact-title links "viewers who watched A watched B next to it".
 //! - [`device`]: the on-device fused ranking of the npm engine (taste, query match,
 //!   neighbours of recent titles, context, freshness; RRF weights by route).
 //! - [`sona`]: BPR-MF plus the on-device LoRA + EWC++ adapter of [`crate::personalize`]
@@ -29,6 +30,7 @@ pub mod linalg;
 pub mod memory;
 pub mod popularity;
 pub mod sona;
+pub mod trajectory;
 
 use crate::data::{Dataset, Interaction};
 
