@@ -22,6 +22,7 @@ use sona_core::recommend::item_knn::{ItemKnn, ItemKnnConfig};
 use sona_core::recommend::memory::{MemoryConfig, PatternMemory};
 use sona_core::recommend::popularity::Popularity;
 use sona_core::recommend::sona::{Sona, SonaConfig};
+use sona_core::recommend::trajectory::{TrajectoryConfig, TrajectoryMemory};
 use sona_core::recommend::{OnlineRecommender, Reason};
 
 use crate::dataset::load_dir;
@@ -48,6 +49,11 @@ pub struct EvalArgs {
     /// List length.
     #[arg(long, default_value_t = 10)]
     pub k: usize,
+    /// Robustness check: shuffle the items' indices with this seed first. Ratings
+    /// made in the same second are replayed in item-index order, which is
+    /// arbitrary; a few shuffles show how much a figure owes to that order.
+    #[arg(long)]
+    pub shuffle_items: Option<u64>,
 }
 
 /// Hyper-parameters chosen on a validation split carved out of a protocol's own
@@ -57,12 +63,14 @@ struct Tuned {
     ease_lambda: f64,
     /// cf, content, graph, context.
     weights: [f32; 4],
-    /// The SONA layer's weights on top of `weights`: memory (ReasoningBank), adapter.
-    sona: [f32; 2],
+    /// The SONA layer's weights on top of `weights`: memory (ReasoningBank),
+    /// trajectory memory, adapter.
+    sona: [f32; 3],
     log: Vec<String>,
 }
 
 const MEMORY_WEIGHTS: [f32; 6] = [0.0, 0.25, 0.5, 1.0, 2.0, 4.0];
+const TRAJECTORY_WEIGHTS: [f32; 6] = [0.0, 0.25, 0.5, 1.0, 2.0, 4.0];
 const ADAPTER_WEIGHTS: [f32; 3] = [0.0, 0.1, 0.3];
 
 /// The ReasoningBank memory over BPR item factors; `warm` streams `train` through
@@ -84,6 +92,17 @@ fn memory_for(train: &Dataset, bpr: &Bpr, warm: bool, learn: bool) -> Result<Pat
     Ok(m)
 }
 
+/// The trajectory memory; `warm` streams `train` through it first, `learn = false`
+/// makes it read-only.
+fn trajectory_for(train: &Dataset, warm: bool, learn: bool) -> Result<TrajectoryMemory> {
+    let mut m = TrajectoryMemory::new(train, &TrajectoryConfig::default())?;
+    if warm {
+        m.warm_up(train)?;
+    }
+    m.set_learning(learn);
+    Ok(m)
+}
+
 fn lora_for(bpr: &Bpr, seed: u64) -> Result<Sona> {
     Ok(Sona::new(
         bpr.clone(),
@@ -94,9 +113,10 @@ fn lora_for(bpr: &Bpr, seed: u64) -> Result<Sona> {
     )?)
 }
 
-/// The components a validation run fuses, in `ROLES` order then memory, adapter:
-/// `cf`, content, graph, context (trained on `train`), the warm ReasoningBank
-/// memory and the LoRA adapter over `bpr`.
+/// The components a validation run fuses, in `ROLES` order then memory,
+/// trajectory, adapter: `cf`, content, graph, context (trained on `train`), the
+/// warm ReasoningBank memory, the warm trajectory memory and the LoRA adapter
+/// over `bpr`.
 fn validation_models(
     train: &Dataset,
     cf: Box<dyn OnlineRecommender>,
@@ -115,28 +135,32 @@ fn validation_models(
         )?),
         Box::new(ContextAware::train(train, &ContextConfig::default())?),
         Box::new(memory_for(train, bpr, true, true)?),
+        Box::new(trajectory_for(train, true, true)?),
         Box::new(lora_for(bpr, seed)?),
     ])
 }
 
-/// The best (memory, adapter) weights by NDCG@k of `score`, hybrid weights fixed.
+/// The best (memory, trajectory, adapter) weights by NDCG@k of `score`, hybrid
+/// weights fixed (ties keep the first, i.e. the smaller weights).
 fn grid_sona(
     log: &mut Vec<String>,
     what: &str,
     k: usize,
-    score: impl Fn(&[f32; 2]) -> f64,
-) -> [f32; 2] {
-    let mut best = (f64::NEG_INFINITY, [0.0f32, 0.0]);
+    score: impl Fn(&[f32; 3]) -> f64,
+) -> [f32; 3] {
+    let mut best = (f64::NEG_INFINITY, [0.0f32; 3]);
     for &wm in &MEMORY_WEIGHTS {
-        for &wl in &ADAPTER_WEIGHTS {
-            let v = score(&[wm, wl]);
-            if v > best.0 {
-                best = (v, [wm, wl]);
+        for &wt in &TRAJECTORY_WEIGHTS {
+            for &wl in &ADAPTER_WEIGHTS {
+                let v = score(&[wm, wt, wl]);
+                if v > best.0 {
+                    best = (v, [wm, wt, wl]);
+                }
             }
         }
     }
     log.push(format!(
-        "validation {what} sona weights (memory, adapter) {:?}: ndcg@{k}={:.4}",
+        "validation {what} sona weights (memory, trajectory, adapter) {:?}: ndcg@{k}={:.4}",
         best.1, best.0
     ));
     best.1
@@ -171,15 +195,27 @@ fn tune_stream(train: &Dataset, seed: u64, k: usize, tuned: &mut Tuned) -> Resul
     let events = replay_record(&inner, &mut models, fc.depth, 5)?;
     let n = train.n_items();
     let w = tuned.weights;
-    let hybrid = score_recorded(&events, &[w[0], w[1], w[2], w[3], 0.0, 0.0], fc.k, k, n);
+    let hybrid = score_recorded(
+        &events,
+        &[w[0], w[1], w[2], w[3], 0.0, 0.0, 0.0],
+        fc.k,
+        k,
+        n,
+    );
     tuned.log.push(format!(
         "validation replay hybrid: ndcg@{k}={:.4} hr@{k}={:.4}",
         hybrid.streaming.ndcg, hybrid.streaming.hr
     ));
     tuned.sona = grid_sona(&mut tuned.log, "replay", k, |s| {
-        score_recorded(&events, &[w[0], w[1], w[2], w[3], s[0], s[1]], fc.k, k, n)
-            .streaming
-            .ndcg
+        score_recorded(
+            &events,
+            &[w[0], w[1], w[2], w[3], s[0], s[1], s[2]],
+            fc.k,
+            k,
+            n,
+        )
+        .streaming
+        .ndcg
     });
     eprintln!(
         "  tuning the SONA layer on a validation replay took {:.1}s",
@@ -273,7 +309,7 @@ fn tune(train: &Dataset, seed: u64, k: usize) -> Result<Tuned> {
         seen[u].iter().for_each(|&i| mask[i as usize] = false);
         cases.push((u as u32, rel.clone(), lists));
     }
-    let score = |w: &[f32; 6]| -> f64 {
+    let score = |w: &[f32; 7]| -> f64 {
         let mut acc = Accumulator::new(k, n_items);
         for (u, rel, lists) in &cases {
             let refs: Vec<&[u32]> = lists.iter().map(|l| l.as_slice()).collect();
@@ -286,7 +322,7 @@ fn tune(train: &Dataset, seed: u64, k: usize) -> Result<Tuned> {
         acc.summary().ndcg
     };
     let dw = default_weights();
-    let hyb = |w: &[f32; 4]| [w[0], w[1], w[2], w[3], 0.0, 0.0];
+    let hyb = |w: &[f32; 4]| [w[0], w[1], w[2], w[3], 0.0, 0.0, 0.0];
     let mut best_w = (score(&hyb(&dw)), dw);
     log.push(format!(
         "validation hybrid default weights {dw:?}: ndcg@{k}={:.4}",
@@ -311,7 +347,7 @@ fn tune(train: &Dataset, seed: u64, k: usize) -> Result<Tuned> {
     ));
     let w = best_w.1;
     let sona = grid_sona(&mut log, "static", k, |x| {
-        score(&[w[0], w[1], w[2], w[3], x[0], x[1]])
+        score(&[w[0], w[1], w[2], w[3], x[0], x[1], x[2]])
     });
     log.push(format!("validation ease best lambda {}", best.1));
     eprintln!(
@@ -363,6 +399,8 @@ fn build_systems(
     out.push(Box::new(lora.clone()));
     let memory = timed("memory", || memory_for(train, &bpr, true, true))?;
     out.push(Box::new(memory.clone()));
+    let trajectory = timed("trajectory", || trajectory_for(train, true, true))?;
+    out.push(Box::new(trajectory.clone()));
     let ease = match timed("ease", || {
         Ease::train(
             train,
@@ -405,36 +443,35 @@ fn build_systems(
             None => Box::new(bpr.clone()),
         }
     };
-    // (name, hybrid weights, SONA layer: (memory, its weight, adapter weight)).
-    type Layer = Option<(PatternMemory, f32, f32)>;
+    // (name, hybrid weights, SONA layer: (memory, trajectory memory)); the
+    // layer's weights are `tuned.sona`.
+    type Layer = Option<(PatternMemory, TrajectoryMemory)>;
     let mut fused: Vec<(&str, [f32; 4], Layer)> = vec![
         ("hybrid_default", default_weights(), None),
         ("hybrid", tuned.weights, None),
         (
             "sona",
             tuned.weights,
-            Some((memory.clone(), tuned.sona[0], tuned.sona[1])),
+            Some((memory.clone(), trajectory.clone())),
         ),
     ];
     if streaming {
-        // Ablations: the bank empty at the cutoff (only what is learned during the
-        // replay), and the bank as of the cutoff but frozen (learns nothing more).
+        // Ablations: both memories empty at the cutoff (only what is learned
+        // during the replay), and both as of the cutoff but frozen (they learn
+        // nothing more).
         fused.push((
             "sona_bank_empty",
             tuned.weights,
             Some((
                 memory_for(train, &bpr, false, true)?,
-                tuned.sona[0],
-                tuned.sona[1],
+                trajectory_for(train, false, true)?,
             )),
         ));
         let mut frozen = memory.clone();
         frozen.set_learning(false);
-        fused.push((
-            "sona_bank_frozen",
-            tuned.weights,
-            Some((frozen, tuned.sona[0], tuned.sona[1])),
-        ));
+        let mut frozen_t = trajectory.clone();
+        frozen_t.set_learning(false);
+        fused.push(("sona_bank_frozen", tuned.weights, Some((frozen, frozen_t))));
     }
     for (name, weights, layer) in fused {
         let mut comps: Vec<Component> = [
@@ -452,11 +489,17 @@ fn build_systems(
             model,
         })
         .collect();
-        if let Some((memory, wm, wl)) = layer {
+        if let Some((memory, trajectory)) = layer {
+            let [wm, wt, wl] = tuned.sona;
             comps.push(Component {
                 role: "memory".into(),
                 weight: wm,
                 model: Box::new(memory),
+            });
+            comps.push(Component {
+                role: "trajectory".into(),
+                weight: wt,
+                model: Box::new(trajectory),
             });
             comps.push(Component {
                 role: "adapter".into(),
@@ -524,7 +567,10 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     }
     let want = |p: &str| args.protocols.iter().any(|x| x == p);
     let t0 = Instant::now();
-    let ds = load_dir(&args.data)?;
+    let mut ds = load_dir(&args.data)?;
+    if let Some(seed) = args.shuffle_items {
+        ds = ds.with_items_shuffled(seed);
+    }
     eprintln!(
         "loaded {}: {} users, {} items, {} interactions in {:.2}s",
         args.data.display(),
@@ -646,6 +692,7 @@ fn render_json(
             "interactions": ds.interactions.len(),
         },
         "seed": args.seed,
+        "shuffle_items": args.shuffle_items,
         "k": args.k,
         "protocols": protocols,
         "notes": notes,
@@ -671,6 +718,12 @@ fn render_md(
         args.seed,
         args.k
     );
+    if let Some(seed) = args.shuffle_items {
+        let _ = writeln!(
+            s,
+            "Robustness run: item indices shuffled with seed {seed} (same-second ratings replay in another order).\n"
+        );
+    }
     for (p, rows) in results {
         let _ = writeln!(s, "## {p}\n");
         let k = args.k;
@@ -703,10 +756,12 @@ protocol's training side (see eval.json `tuning`). hybrid_default uses the defau
 new history without retraining). sona = hybrid (same models, same weights) + the SONA layer: \
 the ReasoningBank memory (`memory`: patterns \"viewers in this state watched that next\", \
 learned live from the stream through the training period and the replay, visible after a \
-1-hour sync delay) and the per-viewer LoRA adapter with EWC++ (`bpr_lora`), fused by weighted \
+1-hour sync delay), the trajectory memory (`trajectory`: exact-title links \"viewers who \
+watched A watched B right before or after it\", learned live the same way, ranked from the \
+viewer's latest title) and the per-viewer LoRA adapter with EWC++ (`bpr_lora`), fused by weighted \
 RRF with weights chosen on the validation split (static) or a validation replay of the \
-training side (streaming). Ablations: sona_bank_empty (bank empty at the cutoff: only what \
-is learned during the replay), sona_bank_frozen (bank as of the cutoff, learning off).\n"
+training side (streaming). Ablations: sona_bank_empty (both memories empty at the cutoff: \
+only what is learned during the replay), sona_bank_frozen (both as of the cutoff, learning off).\n"
     );
     if !notes.is_empty() {
         let _ = writeln!(s, "## Notes\n");
@@ -854,6 +909,7 @@ mod tests {
             seed: 3,
             protocols: ALL_PROTOCOLS.iter().map(|s| s.to_string()).collect(),
             k: 10,
+            shuffle_items: None,
         };
         run(&args("a")).unwrap();
         run(&args("b")).unwrap();
@@ -871,6 +927,7 @@ mod tests {
                 "bpr_mf",
                 "bpr_lora",
                 "memory",
+                "trajectory",
                 "ease",
                 "content",
                 "graph",
