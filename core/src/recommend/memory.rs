@@ -30,7 +30,7 @@
 
 use std::collections::VecDeque;
 
-use super::{top_k, OnlineRecommender, Reason, RecommendError};
+use super::{time_order, top_k, OnlineRecommender, Reason, RecentTitles, RecommendError};
 use crate::bank::{BankConfig, NewPattern, PatternContext, ReasoningBank};
 use crate::data::{Dataset, Interaction};
 
@@ -97,8 +97,8 @@ pub struct PatternMemory {
     dim: usize,
     /// Unit-normalized item vectors, `n_items × dim`.
     item_vecs: Vec<f32>,
-    /// Each viewer's last `window` titles, newest last.
-    recent: Vec<VecDeque<u32>>,
+    /// Each viewer's last `window` titles.
+    recent: RecentTitles,
     /// Other viewers' patterns on their way to this device: (visible at, pattern).
     pending: VecDeque<(i64, NewPattern)>,
     titles: Vec<String>,
@@ -148,20 +148,18 @@ impl PatternMemory {
             bank,
             dim,
             item_vecs: vecs,
-            recent: vec![VecDeque::new(); history.n_users()],
+            recent: RecentTitles::new(history.n_users(), cfg.window),
             pending: VecDeque::new(),
             titles: history.items.iter().map(|i| i.display_title()).collect(),
         };
-        let mut order: Vec<&Interaction> = history.interactions.iter().collect();
-        order.sort_by_key(|x| (x.timestamp, x.user, x.item));
-        for x in order {
+        for x in time_order(history) {
             if x.item as usize >= n_items {
                 return Err(RecommendError::ItemOutOfRange {
                     item: x.item,
                     n_items,
                 });
             }
-            m.push_recent(x.user, x.item);
+            m.recent.push(x.user, x.item);
         }
         Ok(m)
     }
@@ -169,10 +167,8 @@ impl PatternMemory {
     /// Learns from `history` as if it had been streamed live (time order): every
     /// interaction is observed. Viewer states restart from their first title.
     pub fn warm_up(&mut self, history: &Dataset) -> Result<(), RecommendError> {
-        self.recent.iter_mut().for_each(|r| r.clear());
-        let mut order: Vec<&Interaction> = history.interactions.iter().collect();
-        order.sort_by_key(|x| (x.timestamp, x.user, x.item));
-        for x in order {
+        self.recent.clear();
+        for x in time_order(history) {
             self.observe(x)?;
         }
         Ok(())
@@ -192,22 +188,9 @@ impl PatternMemory {
         &self.bank
     }
 
-    fn push_recent(&mut self, user: u32, item: u32) {
-        let u = user as usize;
-        if u >= self.recent.len() {
-            self.recent.resize(u + 1, VecDeque::new());
-        }
-        let r = &mut self.recent[u];
-        r.retain(|&i| i != item);
-        r.push_back(item);
-        while r.len() > self.cfg.window {
-            r.pop_front();
-        }
-    }
-
     /// The viewer's current state embedding, `None` before their first title.
     pub fn state(&self, user: u32) -> Option<Vec<f32>> {
-        let r = self.recent.get(user as usize)?;
+        let r = self.recent.get(user)?;
         if r.is_empty() {
             return None;
         }
@@ -346,14 +329,14 @@ impl OnlineRecommender for PatternMemory {
                 .push_back((x.timestamp + self.cfg.sync_delay_secs, p));
             self.flush(x.timestamp)?;
         }
-        self.push_recent(x.user, x.item);
+        self.recent.push(x.user, x.item);
         Ok(())
     }
 
     fn explain(&self, user: u32, item: u32, now: i64) -> Option<Reason> {
         let votes = self.votes(user, now);
         let (_, _, pid) = votes.into_iter().find(|v| v.0 == item)?;
-        let last = self.recent.get(user as usize)?.back().copied()?;
+        let last = self.recent.latest(user)?;
         let title = self.titles.get(last as usize)?;
         Some(Reason::Text(if pid == u64::MAX {
             format!("Matches a fresh pattern: viewers who watched {title} went on to this")

@@ -73,6 +73,56 @@ pub trait OnlineRecommender {
     }
 }
 
+/// `ds`'s interactions in stream order: by time, ties by user then item.
+pub(crate) fn time_order(ds: &Dataset) -> Vec<&Interaction> {
+    let mut order: Vec<&Interaction> = ds.interactions.iter().collect();
+    order.sort_by_key(|x| (x.timestamp, x.user, x.item));
+    order
+}
+
+/// Each viewer's last `keep` distinct titles, newest last (a title watched again
+/// moves to the end).
+#[derive(Clone, Debug)]
+pub(crate) struct RecentTitles {
+    keep: usize,
+    by_user: Vec<std::collections::VecDeque<u32>>,
+}
+
+impl RecentTitles {
+    pub(crate) fn new(n_users: usize, keep: usize) -> Self {
+        RecentTitles {
+            keep,
+            by_user: vec![Default::default(); n_users],
+        }
+    }
+
+    pub(crate) fn push(&mut self, user: u32, item: u32) {
+        let u = user as usize;
+        if u >= self.by_user.len() {
+            self.by_user.resize(u + 1, Default::default());
+        }
+        let r = &mut self.by_user[u];
+        r.retain(|&i| i != item);
+        r.push_back(item);
+        while r.len() > self.keep {
+            r.pop_front();
+        }
+    }
+
+    /// The viewer's titles, oldest first; `None` for a viewer never seen.
+    pub(crate) fn get(&self, user: u32) -> Option<&std::collections::VecDeque<u32>> {
+        self.by_user.get(user as usize)
+    }
+
+    pub(crate) fn latest(&self, user: u32) -> Option<u32> {
+        self.get(user)?.back().copied()
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.by_user.iter_mut().for_each(|r| r.clear());
+    }
+}
+
 /// A model's reason for a recommendation.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Reason {
@@ -273,6 +323,24 @@ pub(crate) mod testutil {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recent_titles_keep_the_newest_distinct_ones() {
+        let mut r = RecentTitles::new(1, 3);
+        assert_eq!(r.latest(5), None);
+        for i in [1, 2, 3, 2, 4] {
+            r.push(0, i);
+        }
+        // 2 moved to the end when watched again; 1 fell out.
+        assert_eq!(
+            r.get(0).unwrap().iter().copied().collect::<Vec<_>>(),
+            [3, 2, 4]
+        );
+        r.push(4, 9); // a new viewer grows the table
+        assert_eq!((r.latest(4), r.latest(0)), (Some(9), Some(4)));
+        r.clear();
+        assert_eq!((r.latest(4), r.latest(0)), (None, None));
+    }
 
     #[test]
     fn top_k_orders_skips_excluded_and_breaks_ties_by_index() {

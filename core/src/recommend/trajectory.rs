@@ -18,7 +18,7 @@
 
 use std::collections::VecDeque;
 
-use super::{top_k, OnlineRecommender, Reason, RecommendError};
+use super::{time_order, top_k, OnlineRecommender, Reason, RecentTitles, RecommendError};
 use crate::data::{Dataset, Interaction};
 
 #[derive(Clone, Debug, PartialEq)]
@@ -50,17 +50,11 @@ pub struct TrajectoryMemory {
     cfg: TrajectoryConfig,
     /// `links[a]`: `(b, strength)`, sorted by `b`.
     links: Vec<Vec<(u32, f32)>>,
-    /// Each viewer's last `max_gap` titles, newest last.
-    recent: Vec<VecDeque<u32>>,
+    /// Each viewer's last `max_gap` titles.
+    recent: RecentTitles,
     /// Links on their way to the devices: (usable from, a, b, strength).
     pending: VecDeque<(i64, u32, u32, f32)>,
     titles: Vec<String>,
-}
-
-fn time_order(ds: &Dataset) -> Vec<&Interaction> {
-    let mut order: Vec<&Interaction> = ds.interactions.iter().collect();
-    order.sort_by_key(|x| (x.timestamp, x.user, x.item));
-    order
 }
 
 impl TrajectoryMemory {
@@ -76,13 +70,13 @@ impl TrajectoryMemory {
         let mut m = TrajectoryMemory {
             cfg: cfg.clone(),
             links: vec![Vec::new(); n_items],
-            recent: vec![VecDeque::new(); history.n_users()],
+            recent: RecentTitles::new(history.n_users(), cfg.max_gap),
             pending: VecDeque::new(),
             titles: history.items.iter().map(|i| i.display_title()).collect(),
         };
         for x in time_order(history) {
             m.check(x)?;
-            m.push_recent(x.user, x.item);
+            m.recent.push(x.user, x.item);
         }
         Ok(m)
     }
@@ -93,7 +87,7 @@ impl TrajectoryMemory {
         for x in time_order(history) {
             self.check(x)?;
         }
-        self.recent.iter_mut().for_each(|r| r.clear());
+        self.recent.clear();
         for x in time_order(history) {
             self.observe(x)?;
         }
@@ -132,19 +126,6 @@ impl TrajectoryMemory {
         Ok(())
     }
 
-    fn push_recent(&mut self, user: u32, item: u32) {
-        let u = user as usize;
-        if u >= self.recent.len() {
-            self.recent.resize(u + 1, VecDeque::new());
-        }
-        let r = &mut self.recent[u];
-        r.retain(|&i| i != item);
-        r.push_back(item);
-        while r.len() > self.cfg.max_gap {
-            r.pop_front();
-        }
-    }
-
     fn add_link(&mut self, a: u32, b: u32, w: f32) {
         let row = &mut self.links[a as usize];
         match row.binary_search_by_key(&b, |e| e.0) {
@@ -158,10 +139,6 @@ impl TrajectoryMemory {
             let (_, a, b, w) = self.pending.pop_front().expect("front checked");
             self.add_link(a, b, w);
         }
-    }
-
-    fn latest(&self, user: u32) -> Option<u32> {
-        self.recent.get(user as usize)?.back().copied()
     }
 
     /// Link strength from `a` to every title, counting links in transit that are
@@ -193,7 +170,7 @@ impl OnlineRecommender for TrajectoryMemory {
     }
 
     fn recommend(&self, user: u32, k: usize, exclude: &[bool], now: i64) -> Vec<u32> {
-        match self.latest(user) {
+        match self.recent.latest(user) {
             Some(a) => top_k(&self.scores_from(a, now), k, exclude),
             None => Vec::new(),
         }
@@ -206,7 +183,7 @@ impl OnlineRecommender for TrajectoryMemory {
             let usable = x.timestamp.saturating_add(self.cfg.sync_delay_secs);
             let prev: Vec<u32> = self
                 .recent
-                .get(x.user as usize)
+                .get(x.user)
                 .map(|r| r.iter().rev().copied().collect())
                 .unwrap_or_default();
             for (g, &a) in prev.iter().enumerate() {
@@ -220,12 +197,12 @@ impl OnlineRecommender for TrajectoryMemory {
                 }
             }
         }
-        self.push_recent(x.user, x.item);
+        self.recent.push(x.user, x.item);
         Ok(())
     }
 
     fn explain(&self, user: u32, item: u32, now: i64) -> Option<Reason> {
-        let a = self.latest(user)?;
+        let a = self.recent.latest(user)?;
         let s = *self.scores_from(a, now).get(item as usize)?;
         if s.is_nan() {
             return None;
@@ -364,13 +341,13 @@ mod tests {
         nan.rating = f32::NAN;
         assert!(m.observe(&nan).is_err());
         assert!(m.pending.is_empty());
-        assert_eq!(m.latest(0), Some(0));
+        assert_eq!(m.recent.latest(0), Some(0));
         // A history with an out-of-range title is refused whole.
         let mut bad = ds.clone();
         bad.interactions.push(ev(1, 9, 5));
         assert!(TrajectoryMemory::new(&bad, &cfg()).is_err());
         let mut w = TrajectoryMemory::new(&ds, &cfg()).unwrap();
         assert!(w.warm_up(&bad).is_err());
-        assert_eq!(w.latest(0), Some(0));
+        assert_eq!(w.recent.latest(0), Some(0));
     }
 }
