@@ -84,11 +84,12 @@ impl TrajectoryMemory {
     /// Learns from `history` as if it had been streamed live (time order).
     /// Viewers' recent titles restart from their first title.
     pub fn warm_up(&mut self, history: &Dataset) -> Result<(), RecommendError> {
-        for x in time_order(history) {
+        let order = time_order(history);
+        for x in &order {
             self.check(x)?;
         }
         self.recent.clear();
-        for x in time_order(history) {
+        for x in order {
             self.observe(x)?;
         }
         Ok(())
