@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{OnlineRecommender, Reason, RecommendError};
+use super::{check_interaction, OnlineRecommender, Reason, RecommendError};
 use crate::data::{Dataset, Interaction};
 
 /// The default weights by component role.
@@ -240,15 +240,7 @@ impl OnlineRecommender for Fusion {
     }
 
     fn observe(&mut self, x: &Interaction) -> Result<(), RecommendError> {
-        if x.item as usize >= self.titles.len() {
-            return Err(RecommendError::ItemOutOfRange {
-                item: x.item,
-                n_items: self.titles.len(),
-            });
-        }
-        if !x.rating.is_finite() {
-            return Err(RecommendError::NonFinite);
-        }
+        check_interaction(x, self.titles.len())?;
         for c in &mut self.components {
             c.model.observe(x)?;
         }

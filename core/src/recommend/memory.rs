@@ -30,7 +30,9 @@
 
 use std::collections::VecDeque;
 
-use super::{time_order, top_k, OnlineRecommender, Reason, RecentTitles, RecommendError};
+use super::{
+    check_interaction, time_order, top_k, OnlineRecommender, Reason, RecentTitles, RecommendError,
+};
 use crate::bank::{BankConfig, NewPattern, PatternContext, ReasoningBank};
 use crate::data::{Dataset, Interaction};
 
@@ -296,16 +298,7 @@ impl OnlineRecommender for PatternMemory {
     }
 
     fn observe(&mut self, x: &Interaction) -> Result<(), RecommendError> {
-        let n_items = self.item_vecs.len() / self.dim;
-        if x.item as usize >= n_items {
-            return Err(RecommendError::ItemOutOfRange {
-                item: x.item,
-                n_items,
-            });
-        }
-        if !x.rating.is_finite() {
-            return Err(RecommendError::NonFinite);
-        }
+        check_interaction(x, self.item_vecs.len() / self.dim)?;
         self.flush(x.timestamp)?;
         if let Some(q) = self.state(x.user).filter(|_| self.cfg.learn_patterns) {
             // Reinforce the viewer's matched patterns that predicted this title.

@@ -149,6 +149,21 @@ pub(crate) fn best_history_item(
     best.map(|(_, i)| Reason::BecauseYouWatched(i))
 }
 
+/// The usual checks on an observed interaction (shared by several models): its item is in a
+/// catalog of `n_items` titles and its rating is finite.
+pub(crate) fn check_interaction(x: &Interaction, n_items: usize) -> Result<(), RecommendError> {
+    if x.item as usize >= n_items {
+        return Err(RecommendError::ItemOutOfRange {
+            item: x.item,
+            n_items,
+        });
+    }
+    if !x.rating.is_finite() {
+        return Err(RecommendError::NonFinite);
+    }
+    Ok(())
+}
+
 /// Per-user interaction lists (item, rating, timestamp), in input order.
 #[derive(Clone, Debug, Default)]
 pub struct History {
@@ -180,16 +195,7 @@ impl History {
 
     /// Validates an interaction against the catalog size.
     pub fn check(&self, x: &Interaction) -> Result<(), RecommendError> {
-        if x.item as usize >= self.n_items {
-            return Err(RecommendError::ItemOutOfRange {
-                item: x.item,
-                n_items: self.n_items,
-            });
-        }
-        if !x.rating.is_finite() {
-            return Err(RecommendError::NonFinite);
-        }
-        Ok(())
+        check_interaction(x, self.n_items)
     }
 
     /// Appends (growing the user table when needed). Call [`History::check`] first.

@@ -18,7 +18,9 @@
 
 use std::collections::VecDeque;
 
-use super::{time_order, top_k, OnlineRecommender, Reason, RecentTitles, RecommendError};
+use super::{
+    check_interaction, time_order, top_k, OnlineRecommender, Reason, RecentTitles, RecommendError,
+};
 use crate::data::{Dataset, Interaction};
 
 #[derive(Clone, Debug, PartialEq)]
@@ -114,17 +116,7 @@ impl TrajectoryMemory {
     }
 
     fn check(&self, x: &Interaction) -> Result<(), RecommendError> {
-        let n_items = self.links.len();
-        if x.item as usize >= n_items {
-            return Err(RecommendError::ItemOutOfRange {
-                item: x.item,
-                n_items,
-            });
-        }
-        if !x.rating.is_finite() {
-            return Err(RecommendError::NonFinite);
-        }
-        Ok(())
+        check_interaction(x, self.links.len())
     }
 
     fn add_link(&mut self, a: u32, b: u32, w: f32) {
