@@ -207,6 +207,11 @@ impl Default for PersonalizeConfig {
 
 /// Largest embedding dimension accepted (bounds allocations from corrupt files).
 pub const MAX_DIM: usize = 8192;
+
+/// Most f32 values one adaptation's training pairs may take (2^26, 256 MiB); see
+/// [`PersonalizeConfig::validate`].
+pub const MAX_TRAIN_FLOATS: u64 = 1 << 26;
+
 /// Smallest and largest LoRA rank.
 pub const MIN_RANK: usize = 4;
 pub const MAX_RANK: usize = 16;
@@ -311,6 +316,27 @@ impl PersonalizeConfig {
         }
         if self.max_pending == 0 || self.max_pending > 4096 {
             return Err(bad("max_pending", "must be in 1..=4096"));
+        }
+        // One adaptation pairs each buffered positive with every buffered negative
+        // and `negatives_per_observation` catalog titles, d floats a pair. With p + q
+        // ≤ max_pending that is at most (m²/4 + k·m)·d floats: bound it, or settings
+        // that each pass above ask a TV for gigabytes on the first flush.
+        let (m, k) = (
+            self.max_pending as u64,
+            self.negatives_per_observation as u64,
+        );
+        let floats = (m * m / 4 + k * m) * self.d as u64;
+        if floats > MAX_TRAIN_FLOATS {
+            return Err(bad(
+                "max_pending",
+                format!(
+                    "max_pending {m} with negatives_per_observation {k} and d {} needs up to \
+                     {floats} floats ({} MiB) of training pairs per adaptation; the limit is \
+                     {MAX_TRAIN_FLOATS} (256 MiB): lower one of them",
+                    self.d,
+                    floats * 4 >> 20
+                ),
+            ));
         }
         if let Some(m) = self.max_update_norm {
             finite("max_update_norm", m)?;
@@ -418,7 +444,30 @@ mod tests {
                 },
                 "d",
             ),
+            // Each within its own range, together ~6 GB of training pairs.
+            (
+                PersonalizeConfig {
+                    max_pending: 4096,
+                    negatives_per_observation: 1024,
+                    ..Default::default()
+                },
+                "max_pending",
+            ),
         ];
+        // The combined bound leaves room: a buffer 8× the default, and the largest d
+        // with the default buffer.
+        for ok in [
+            PersonalizeConfig {
+                max_pending: 512,
+                ..Default::default()
+            },
+            PersonalizeConfig {
+                d: MAX_DIM,
+                ..Default::default()
+            },
+        ] {
+            ok.validate().unwrap();
+        }
         for (c, field) in cases {
             match c.validate() {
                 Err(PersonalizeError::InvalidConfig { field: f, .. }) => assert_eq!(f, field),

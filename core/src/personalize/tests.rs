@@ -701,6 +701,14 @@ fn export_update_and_apply_global() {
     let mut bad = up.clone();
     bad.fisher_a[0] = -1.0;
     assert!(AdapterUpdate::from_bytes(&bad.to_bytes()).is_err());
+    // A scale that is not alpha / rank, including the non-finite ones a plain
+    // `difference > tolerance` test lets through.
+    for scale in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 2.0 * up.scale] {
+        let mut bad = up.clone();
+        bad.scale = scale;
+        let e = AdapterUpdate::from_bytes(&bad.to_bytes()).unwrap_err();
+        assert!(e.to_string().contains("scale"), "{scale}: {e}");
+    }
 
     // A new global tier changes W' q and resets the per-version sample count.
     let q = vec![0.25f32; 16];

@@ -669,11 +669,16 @@ impl DeviceRanker {
         if n > u32::MAX as usize / 2 || d == 0 {
             return bad(format!("catalog of {n} items with d = {d}"));
         }
-        if embeddings.len() != n * d {
+        // Checked: on wasm32 a large n × d would wrap and let a short array through.
+        let Some(want) = n.checked_mul(d) else {
             return bad(format!(
-                "embeddings has {} floats, expected {n} items × d {d} = {}",
-                embeddings.len(),
-                n * d
+                "catalog of {n} items × d {d} floats overflows this platform's sizes"
+            ));
+        };
+        if embeddings.len() != want {
+            return bad(format!(
+                "embeddings has {} floats, expected {n} items × d {d} = {want}",
+                embeddings.len()
             ));
         }
         if let Some(i) = embeddings.iter().position(|x| !x.is_finite()) {
@@ -2197,6 +2202,28 @@ mod tests {
         assert_eq!(
             query_words("heat, more heat and HEAT 1995"),
             ["heat", "1995"]
+        );
+    }
+
+    #[test]
+    fn catalog_size_overflow_is_an_error_not_a_short_table() {
+        let items: Vec<DeviceItem> = (0..2)
+            .map(|i| DeviceItem {
+                id: format!("m{i}"),
+                title: "t".into(),
+                genres: vec![],
+                year: None,
+            })
+            .collect();
+        // 2 × (usize::MAX / 2 + 1) overflows: it must not wrap to a length an empty
+        // array matches.
+        let d = usize::MAX / 2 + 1;
+        let err = DeviceRanker::new(d, items.clone(), vec![], vec![]).unwrap_err();
+        assert!(err.to_string().contains("overflows"), "{err}");
+        let err = DeviceRanker::new(3, items, vec![0.0; 5], vec![]).unwrap_err();
+        assert!(
+            err.to_string().contains("expected 2 items × d 3 = 6"),
+            "{err}"
         );
     }
 

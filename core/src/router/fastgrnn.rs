@@ -172,6 +172,15 @@ impl ModelConfig {
                 if tokenizer.n_buckets > 1 << 22 || emb_dim > 1024 {
                     return Err("n_buckets <= 2^22 and emb_dim <= 1024 required".into());
                 }
+                // Each bound alone allows 2^32 embedding values, which wraps to 0 in a
+                // 32-bit usize: bound the product too (2^28 values, 1 GiB of f32).
+                let table = u64::from(tokenizer.n_buckets) * emb_dim as u64;
+                if table > 1 << 28 {
+                    return Err(format!(
+                        "embedding table n_buckets {} × emb_dim {emb_dim} = {table} values > 2^28",
+                        tokenizer.n_buckets
+                    ));
+                }
             }
             InputKind::Features {
                 steps, step_dim, ..
@@ -890,6 +899,29 @@ mod tests {
             u_rank,
             pool: Pool::Last,
         }
+    }
+
+    #[test]
+    fn validate_bounds_the_embedding_table_product() {
+        let with = |n_buckets: u32, emb_dim: usize| {
+            let mut cfg = text_cfg(None, None);
+            if let InputKind::Text {
+                tokenizer,
+                emb_dim: e,
+            } = &mut cfg.input
+            {
+                tokenizer.n_buckets = n_buckets;
+                *e = emb_dim;
+            }
+            cfg.validate()
+        };
+        // Each factor is within its own bound, but 2^22 × 1024 = 2^32 values would
+        // wrap to an empty table in a 32-bit build.
+        let err = with(1 << 22, 1024).unwrap_err();
+        assert!(err.contains("> 2^28"), "{err}");
+        assert!(with(1 << 22, 65).is_err());
+        assert!(with(1 << 22, 64).is_ok());
+        assert!(with(1 << 18, 1024).is_ok());
     }
 
     #[test]
