@@ -334,7 +334,7 @@ impl PersonalizeConfig {
                      {floats} floats ({} MiB) of training pairs per adaptation; the limit is \
                      {MAX_TRAIN_FLOATS} (256 MiB): lower one of them",
                     self.d,
-                    floats * 4 >> 20
+                    (floats * 4) >> 20
                 ),
             ));
         }

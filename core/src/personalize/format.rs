@@ -1047,7 +1047,7 @@ impl AdapterUpdate {
         // Written so that a NaN or infinite scale fails it (a NaN comparison is false).
         let scale_ok = self.scale.is_finite()
             && (self.scale - self.alpha / r as f32).abs() <= 1e-6 * self.scale.abs().max(1.0);
-        if !(self.alpha.is_finite() && self.alpha > 0.0) || !scale_ok {
+        if !(self.alpha.is_finite() && self.alpha > 0.0 && scale_ok) {
             return Err(corrupt(
                 "adapter update",
                 format!("scale {} ≠ alpha {} / rank {r}", self.scale, self.alpha),
