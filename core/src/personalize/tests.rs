@@ -323,6 +323,62 @@ fn decision_needs_count_time_and_signal() {
 }
 
 #[test]
+fn training_pairs_are_weighted_by_signal_strength() {
+    // Nothing adapts on its own: all three interactions stay buffered.
+    let c = PersonalizeConfig {
+        min_interactions: 100,
+        negatives_per_observation: 2,
+        ..cfg(8)
+    };
+    let mut ad = adapter(&c);
+    let mut rng = Rng::new(12);
+    let q = unit(&mut rng, 8);
+    let items: Vec<Vec<f32>> = (0..3).map(|_| unit(&mut rng, 8)).collect();
+    let kinds = [
+        InteractionKind::WatchComplete,
+        InteractionKind::Rating { stars: 4.0 },
+        InteractionKind::Skip,
+    ];
+    for (i, (kind, item)) in kinds.iter().zip(&items).enumerate() {
+        let out = ad
+            .update_from_interaction(
+                &ViewerInteraction::new(*kind, format!("c{i}")),
+                60 * i as i64,
+                Observation { query: &q, item },
+                &[],
+                &mut rng,
+            )
+            .unwrap();
+        assert!(!out.adapted);
+    }
+    let pool: Vec<f32> = (0..2).flat_map(|_| unit(&mut rng, 8)).collect();
+    let set = ad.build_train_set(&pool, &mut rng);
+    // Strengths 1 (complete), 0.8 · (4 − 3) / 2 = 0.4 (four stars), −0.6 (skip).
+    // Each positive: the skip and 2 pool titles, its strength split over 3 pairs;
+    // the skip: below 2 pool titles, 0.6 split over 2. Normalised by 1 + 0.4 + 0.6.
+    let want = [
+        1.0 / 3.0,
+        1.0 / 3.0,
+        1.0 / 3.0,
+        0.4 / 3.0,
+        0.4 / 3.0,
+        0.4 / 3.0,
+        0.3,
+        0.3,
+    ]
+    .map(|w: f32| w / 2.0);
+    assert_eq!(set.weights.len(), want.len());
+    for (got, want) in set.weights.iter().zip(want) {
+        assert!((got - want).abs() < 1e-6, "{:?}", set.weights);
+    }
+    // One shared query, one group; the first pair is the completed title over the skip.
+    assert_eq!(set.groups, [(0, 8)]);
+    for k in 0..8 {
+        assert!((set.diffs[k] - (items[0][k] - items[2][k])).abs() < 1e-6);
+    }
+}
+
+#[test]
 fn both_factors_move_and_the_learning_rate_decays() {
     let c = cfg(16);
     let mut ad = adapter(&c);

@@ -281,9 +281,11 @@ impl OnlineRecommender for Fusion {
 mod tests {
     use super::*;
     use crate::recommend::testutil::dataset;
+    use std::cell::Cell;
+    use std::rc::Rc;
 
     /// A component with a fixed ranking and a fixed reason; counts observations.
-    struct Fixed(Vec<u32>, Option<Reason>, usize);
+    struct Fixed(Vec<u32>, Option<Reason>, Rc<Cell<usize>>);
     impl OnlineRecommender for Fixed {
         fn name(&self) -> &str {
             "fixed"
@@ -297,7 +299,7 @@ mod tests {
                 .collect()
         }
         fn observe(&mut self, _x: &Interaction) -> Result<(), RecommendError> {
-            self.2 += 1;
+            self.2.set(self.2.get() + 1);
             Ok(())
         }
         fn explain(&self, _u: u32, _i: u32, _n: i64) -> Option<Reason> {
@@ -306,19 +308,30 @@ mod tests {
     }
 
     fn fusion(wa: f32, wb: f32) -> Fusion {
+        fusion_counted(wa, wb).0
+    }
+
+    /// The fusion of two fixed lists, and the two components' observation counts.
+    fn fusion_counted(wa: f32, wb: f32) -> (Fusion, [Rc<Cell<usize>>; 2]) {
         let mut ds = dataset(1, 5, &[]);
         ds.items[4].title = "Godfather, The".into();
+        let counts = [Rc::new(Cell::new(0)), Rc::new(Cell::new(0))];
         let a = Component {
             role: "cf".into(),
             weight: wa,
-            model: Box::new(Fixed(vec![0, 1, 2], Some(Reason::BecauseYouWatched(4)), 0)),
+            model: Box::new(Fixed(
+                vec![0, 1, 2],
+                Some(Reason::BecauseYouWatched(4)),
+                counts[0].clone(),
+            )),
         };
         let b = Component {
             role: "graph".into(),
             weight: wb,
-            model: Box::new(Fixed(vec![2, 3, 0], None, 0)),
+            model: Box::new(Fixed(vec![2, 3, 0], None, counts[1].clone())),
         };
-        Fusion::new("hybrid", &ds, vec![a, b], FusionConfig::default()).unwrap()
+        let f = Fusion::new("hybrid", &ds, vec![a, b], FusionConfig::default()).unwrap();
+        (f, counts)
     }
 
     #[test]
@@ -360,7 +373,7 @@ mod tests {
 
     #[test]
     fn observe_reaches_every_component_and_rejects_bad_items() {
-        let mut f = fusion(0.5, 0.5);
+        let (mut f, counts) = fusion_counted(0.5, 0.5);
         f.observe(&Interaction {
             user: 0,
             item: 1,
@@ -368,6 +381,7 @@ mod tests {
             timestamp: 0,
         })
         .unwrap();
+        assert_eq!(counts.each_ref().map(|c| c.get()), [1, 1]);
         assert!(f
             .observe(&Interaction {
                 user: 0,
@@ -376,6 +390,8 @@ mod tests {
                 timestamp: 0
             })
             .is_err());
+        // A rejected event reaches no component.
+        assert_eq!(counts.each_ref().map(|c| c.get()), [1, 1]);
         let ds = dataset(1, 5, &[]);
         assert!(Fusion::new("x", &ds, Vec::new(), FusionConfig::default()).is_err());
     }
