@@ -373,9 +373,11 @@ fn training_pairs_are_weighted_by_signal_strength() {
     }
     // One shared query, one group; the first pair is the completed title over the skip.
     assert_eq!(set.groups, [(0, 8)]);
-    for k in 0..8 {
-        assert!((set.diffs[k] - (items[0][k] - items[2][k])).abs() < 1e-6);
-    }
+    let first: Vec<f32> = items[0].iter().zip(&items[2]).map(|(p, s)| p - s).collect();
+    assert!(set.diffs[..8]
+        .iter()
+        .zip(&first)
+        .all(|(a, b)| (a - b).abs() < 1e-6));
 }
 
 #[test]
