@@ -286,4 +286,101 @@ mod tests {
             "w_k",
         );
     }
+
+    /// A random mask with one fully masked row (1) and one row that sees only key 2 (row 2).
+    fn test_mask(n_q: usize, n_k: usize, seed: u64) -> Vec<bool> {
+        let mut rng = Rng::new(seed);
+        let mut mask: Vec<bool> = (0..n_q * n_k).map(|_| rng.chance(0.6)).collect();
+        for j in 0..n_k {
+            mask[n_k + j] = false;
+            mask[2 * n_k + j] = j == 2;
+        }
+        mask
+    }
+
+    #[test]
+    fn mask_matches_projected_reference() {
+        let (n_q, n_k, d, da, d_v) = (4, 7, 4, 3, 2);
+        let (q, k, v) = rand_qkv(8, n_q, n_k, d, d_v);
+        let mask = test_mask(n_q, n_k, 9);
+        let c = random(d, da, 10);
+        let inp =
+            AttnInput::new(&q, &k, &v, n_q, n_k, d, d_v).with_extras(crate::attention::Extras {
+                mask: Some(&mask),
+                ..Default::default()
+            });
+        let mut out = vec![0.0; n_q * d_v];
+        c.forward(&inp, &mut out).unwrap();
+        let proj = |x: &[f32], w: &[f32], n: usize| -> Vec<f32> {
+            (0..n * da)
+                .map(|i| {
+                    (0..d)
+                        .map(|t| x[(i / da) * d + t] as f64 * w[t * da + i % da] as f64)
+                        .sum::<f64>() as f32
+                })
+                .collect()
+        };
+        let want = reference_sdpa_f64(
+            &proj(&q, &c.w_q, n_q),
+            &proj(&k, &c.w_k, n_k),
+            &v,
+            n_q,
+            n_k,
+            da,
+            d_v,
+            Some(&mask),
+        );
+        assert_close(&out, &want, 1e-5);
+        assert_eq!(&out[d_v..2 * d_v], &[0.0, 0.0]);
+        assert_close(&out[2 * d_v..3 * d_v], &v[2 * d_v..3 * d_v], 1e-6);
+    }
+
+    #[test]
+    fn masked_gradients_match_finite_differences() {
+        // Backward must use the same mask as forward: masked keys carry no gradient.
+        let (n_q, n_k, d, d_v) = (4, 5, 3, 2);
+        let (q, k, v) = rand_qkv(11, n_q, n_k, d, d_v);
+        let mask = test_mask(n_q, n_k, 12);
+        let mut rng = Rng::new(13);
+        let r = rand_vec(&mut rng, n_q * d_v, 1.0);
+        let c = random(d, 2, 14);
+        let inp =
+            AttnInput::new(&q, &k, &v, n_q, n_k, d, d_v).with_extras(crate::attention::Extras {
+                mask: Some(&mask),
+                ..Default::default()
+            });
+        let g = c.backward(&inp, &r).unwrap();
+        let loss = |m: &CrossAttention| -> f64 {
+            let mut o = vec![0.0; n_q * d_v];
+            m.forward(&inp, &mut o).unwrap();
+            o.iter()
+                .zip(&r)
+                .map(|(a, b)| (*a as f64) * (*b as f64))
+                .sum()
+        };
+        let mut p = c.w_q.clone();
+        check_grad(
+            &mut p,
+            &g.w_q,
+            &mut |x| {
+                loss(&CrossAttention {
+                    w_q: x.to_vec(),
+                    ..c.clone()
+                })
+            },
+            "w_q",
+        );
+        let mut p = c.w_k.clone();
+        check_grad(
+            &mut p,
+            &g.w_k,
+            &mut |x| {
+                loss(&CrossAttention {
+                    w_k: x.to_vec(),
+                    ..c.clone()
+                })
+            },
+            "w_k",
+        );
+    }
 }

@@ -164,4 +164,56 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn mask_removes_keys_from_both_spaces() {
+        let (n_q, n_k, d, d_v) = (4, 7, 4, 3);
+        let (q, k, v) = rand_qkv(3, n_q, n_k, d, d_v);
+        let m = DualSpace {
+            w_euclid: 0.6,
+            w_hyper: 1.1,
+            c: 1.2,
+            beta: 0.9,
+        };
+        let mut rng = crate::rng::Rng::new(4);
+        let mut mask: Vec<bool> = (0..n_q * n_k).map(|_| rng.chance(0.5)).collect();
+        for j in 0..n_k {
+            mask[n_k + j] = false; // query 1 sees nothing
+            mask[2 * n_k + j] = j == 5; // query 2 sees only key 5
+            mask[3 * n_k + j] = j != 2 && j != 4;
+        }
+        let inp =
+            AttnInput::new(&q, &k, &v, n_q, n_k, d, d_v).with_extras(crate::attention::Extras {
+                mask: Some(&mask),
+                ..Default::default()
+            });
+        let mut out = vec![0.0; n_q * d_v];
+        m.forward(&inp, &mut out).unwrap();
+        let exp0 = |x: &[f32]| {
+            let mut o = vec![0.0; x.len()];
+            exp0_raw(x, 1.2, &mut o);
+            o
+        };
+        for i in 0..n_q {
+            let qi = &q[i * d..(i + 1) * d];
+            let scores: Vec<Option<f64>> = (0..n_k)
+                .map(|j| {
+                    mask[i * n_k + j].then(|| {
+                        let kj = &k[j * d..(j + 1) * d];
+                        let e: f64 =
+                            qi.iter().zip(kj).map(|(a, b)| (a * b) as f64).sum::<f64>() / 2.0;
+                        let h = poincare_distance(&exp0(qi), &exp0(kj), 1.2).unwrap() as f64;
+                        0.6 * e - 1.1 * 0.9 * h
+                    })
+                })
+                .collect();
+            assert_close(
+                &out[i * d_v..(i + 1) * d_v],
+                &softmax_combine_f64(&scores, &v, d_v),
+                1e-4,
+            );
+        }
+        assert!(out[d_v..2 * d_v].iter().all(|&x| x == 0.0));
+        assert_close(&out[2 * d_v..3 * d_v], &v[5 * d_v..6 * d_v], 1e-6);
+    }
 }

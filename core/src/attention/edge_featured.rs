@@ -388,4 +388,77 @@ mod tests {
             }
         );
     }
+
+    /// GAT scores of `m` for query i over `visible` keys (f64, from the formula).
+    fn gat_scores(
+        m: &EdgeFeatured,
+        q: &[f32],
+        k: &[f32],
+        e: &[f32],
+        i: usize,
+        visible: impl Fn(usize) -> bool,
+    ) -> Vec<Option<f64>> {
+        (0..5)
+            .map(|j| {
+                visible(j).then(|| {
+                    let u: f64 = (0..4)
+                        .map(|t| m.a_q[t] as f64 * q[i * 4 + t] as f64)
+                        .sum::<f64>()
+                        + (0..4)
+                            .map(|t| m.a_k[t] as f64 * k[j * 4 + t] as f64)
+                            .sum::<f64>()
+                        + (0..2)
+                            .map(|t| m.w_e[t] as f64 * e[(i * 5 + j) * 2 + t] as f64)
+                            .sum::<f64>();
+                    if u > 0.0 {
+                        u
+                    } else {
+                        m.slope as f64 * u
+                    }
+                })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn mask_is_intersected_with_the_graph_and_applies_without_one() {
+        let (q, k, v, e) = setup(7);
+        let m = EdgeFeatured::new(4, 2, 8);
+        let mut rng = Rng::new(9);
+        let mut mask: Vec<bool> = (0..25).map(|_| rng.chance(0.6)).collect();
+        for j in 0..5 {
+            mask[5 + j] = false; // query 1 sees nothing
+            mask[3 * 5 + j] = j == 4; // query 3: only its neighbour 4 (and, without a graph, key 4)
+        }
+        mask[2 * 5 + 2] = false; // query 2 loses its self-loop
+        mask[2 * 5 + 1] = true;
+        for with_graph in [true, false] {
+            let ex = Extras {
+                adjacency: with_graph.then_some(Csr {
+                    offsets: &OFF,
+                    targets: &TGT,
+                }),
+                edge_feats: Some(EdgeFeats { data: &e, d_e: 2 }),
+                mask: Some(&mask),
+                ..Default::default()
+            };
+            let inp = AttnInput::new(&q, &k, &v, 5, 5, 4, 3).with_extras(ex);
+            let mut out = vec![0.0; 15];
+            m.forward(&inp, &mut out).unwrap();
+            for i in 0..5 {
+                let nb = |j: usize| !with_graph || i == j || i.abs_diff(j) == 1;
+                let scores = gat_scores(&m, &q, &k, &e, i, |j| nb(j) && mask[i * 5 + j]);
+                assert_close(
+                    &out[i * 3..(i + 1) * 3],
+                    &softmax_combine_f64(&scores, &v, 3),
+                    1e-5,
+                );
+            }
+            assert_eq!(&out[3..6], &[0.0; 3]);
+            assert_close(&out[9..12], &v[12..15], 1e-6);
+            let w = m.weights(&inp).unwrap();
+            assert_eq!(w[2 * 5 + 2], 0.0, "masked self-loop");
+            assert!(w[2 * 5 + 1] > 0.0);
+        }
+    }
 }

@@ -178,4 +178,46 @@ mod tests {
             Err(AttnError::Invalid { .. })
         ));
     }
+
+    #[test]
+    fn mask_applies_after_rotation() {
+        let (n_q, n_k, d, d_v) = (3, 5, 4, 2);
+        let (q, k, v) = rand_qkv(4, n_q, n_k, d, d_v);
+        let (pq, pk) = ([0.0, 2.0, 1.0], [1.0, 0.0, 3.0, 2.0, 1.0]);
+        let mask = [
+            true, false, true, false, true, // query 0
+            false, false, false, false, false, // query 1 sees nothing
+            false, false, false, true, false, // query 2 sees only key 3
+        ];
+        let ex = Extras {
+            positions: Some(Positions { q: &pq, k: &pk }),
+            mask: Some(&mask),
+            ..Default::default()
+        };
+        let mut out = vec![0.0; n_q * d_v];
+        GraphRope::default()
+            .forward(
+                &AttnInput::new(&q, &k, &v, n_q, n_k, d, d_v).with_extras(ex),
+                &mut out,
+            )
+            .unwrap();
+        // Query 0: explicit rotated scores over keys 0, 2, 4 only.
+        let scores: Vec<Option<f64>> = (0..n_k)
+            .map(|j| {
+                mask[j].then(|| {
+                    let mut s = 0.0f64;
+                    for t in 0..d / 2 {
+                        let ang = (pk[j] - pq[0]) as f64 * 100f64.powf(-2.0 * t as f64 / d as f64);
+                        let (qa, qb) = (q[2 * t] as f64, q[2 * t + 1] as f64);
+                        let (ka, kb) = (k[j * d + 2 * t] as f64, k[j * d + 2 * t + 1] as f64);
+                        s += (qa * ka + qb * kb) * ang.cos() + (qb * ka - qa * kb) * ang.sin();
+                    }
+                    s / (d as f64).sqrt()
+                })
+            })
+            .collect();
+        assert_close(&out[..d_v], &softmax_combine_f64(&scores, &v, d_v), 1e-5);
+        assert_eq!(&out[d_v..2 * d_v], &[0.0, 0.0]);
+        assert_close(&out[2 * d_v..], &v[3 * d_v..4 * d_v], 1e-6);
+    }
 }

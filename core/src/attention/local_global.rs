@@ -97,21 +97,43 @@ mod tests {
 
     #[test]
     fn equals_dense_attention_under_the_pattern_mask() {
-        let (n, d, d_v) = (30, 4, 3);
+        let (n, d, d_v) = (12, 4, 3);
         let (q, k, v) = rand_qkv(1, n, n, d, d_v);
         let lg = LocalGlobal {
             window: 2,
-            global: vec![0, 17],
+            global: vec![0, 7],
         };
         let mut out = vec![0.0; n * d_v];
         lg.forward(&AttnInput::new(&q, &k, &v, n, n, d, d_v), &mut out)
             .unwrap();
-        let mask: Vec<bool> = (0..n * n).map(|x| lg.visible(x / n, x % n)).collect();
+        // Written out by hand from the documented rule, not from `visible`: |i − j| ≤ 2,
+        // plus keys 0 and 7 for everyone, plus every key for queries 0 and 7.
+        const PATTERN: [&str; 12] = [
+            "111111111111", // i = 0 (global)
+            "111100010000", // i = 1
+            "111110010000", // i = 2
+            "111111010000", // i = 3
+            "101111110000", // i = 4
+            "100111110000", // i = 5
+            "100011111000", // i = 6
+            "111111111111", // i = 7 (global)
+            "100000111110", // i = 8
+            "100000011111", // i = 9
+            "100000011111", // i = 10
+            "100000010111", // i = 11
+        ];
+        let mask: Vec<bool> = (0..n * n)
+            .map(|x| PATTERN[x / n].as_bytes()[x % n] == b'1')
+            .collect();
         assert_close(
             &out,
             &reference_sdpa_f64(&q, &k, &v, n, n, d, d_v, Some(&mask)),
             1e-5,
         );
+        let st = lg
+            .forward_stats(&AttnInput::new(&q, &k, &v, n, n, d, d_v), &mut out)
+            .unwrap();
+        assert_eq!(st.scores_computed, mask.iter().filter(|&&x| x).count());
     }
 
     #[test]
@@ -148,5 +170,43 @@ mod tests {
             .unwrap();
         assert_eq!(&a[40..42], &b[40..42]);
         assert_ne!(&a[0..2], &b[0..2], "the global query 0 must see key 30");
+    }
+
+    #[test]
+    fn mask_is_intersected_with_the_pattern() {
+        let (n, d, d_v) = (16, 4, 2);
+        let (q, k, v) = rand_qkv(4, n, n, d, d_v);
+        let lg = LocalGlobal {
+            window: 1,
+            global: vec![3],
+        };
+        let mut rng = crate::rng::Rng::new(6);
+        let mut mask: Vec<bool> = (0..n * n).map(|_| rng.chance(0.6)).collect();
+        for j in 0..n {
+            mask[5 * n + j] = false; // query 5 sees nothing
+            mask[10 * n + j] = j == 3 || j == 14; // query 10: global key 3; key 14 is out of its window
+            mask[3 * n + j] = j % 3 == 0; // the global query 3 only sees keys 0, 3, 6, 9, 12, 15
+        }
+        let inp = AttnInput::new(&q, &k, &v, n, n, d, d_v).with_extras(crate::attention::Extras {
+            mask: Some(&mask),
+            ..Default::default()
+        });
+        let mut out = vec![0.0; n * d_v];
+        let st = lg.forward_stats(&inp, &mut out).unwrap();
+        // Pattern from the module docs: |i − j| ≤ 1, or i or j is the global position 3.
+        let both: Vec<bool> = (0..n * n)
+            .map(|x| {
+                let (i, j) = (x / n, x % n);
+                mask[x] && (i.abs_diff(j) <= 1 || i == 3 || j == 3)
+            })
+            .collect();
+        assert_close(
+            &out,
+            &reference_sdpa_f64(&q, &k, &v, n, n, d, d_v, Some(&both)),
+            1e-5,
+        );
+        assert_eq!(st.scores_computed, both.iter().filter(|&&x| x).count());
+        assert_eq!(&out[5 * d_v..6 * d_v], &[0.0, 0.0]);
+        assert_close(&out[10 * d_v..11 * d_v], &v[3 * d_v..4 * d_v], 1e-6);
     }
 }

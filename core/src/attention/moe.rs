@@ -289,29 +289,97 @@ mod tests {
 
     #[test]
     fn only_top_k_experts_run_and_unselected_experts_do_not_matter() {
-        let (n_q, n_k, d, d_v) = (20, 6, 4, 2);
-        let (q, k, v) = rand_qkv(2, n_q, n_k, d, d_v);
-        let moe = MoeAttention::new(d, 6, 2, 9);
+        // Identity gate (logit_e = q[e]) and queries whose last coordinate is strictly the
+        // smallest: expert 3 can never be in the top 2, by construction rather than by luck.
+        let (n_q, n_k, d, d_v, ne) = (20, 6, 4, 2, 4);
+        let (mut q, k, v) = rand_qkv(2, n_q, n_k, d, d_v);
+        for qi in q.chunks_exact_mut(d) {
+            qi[3] = qi[..3].iter().copied().fold(f32::INFINITY, f32::min) - 0.5;
+        }
+        let mut w_gate = vec![0.0; d * ne];
+        for t in 0..d {
+            w_gate[t * ne + t] = 1.0;
+        }
+        let moe = MoeAttention {
+            w_gate,
+            ..MoeAttention::new(d, ne, 2, 9)
+        };
+        let unused = 3;
         let inp = AttnInput::new(&q, &k, &v, n_q, n_k, d, d_v);
         let mut out = vec![0.0; n_q * d_v];
         let st = moe.forward_stats(&inp, &mut out).unwrap();
         assert_eq!(st.expert_calls, n_q * 2);
-        if let Some(unused) = st.per_expert.iter().position(|&c| c == 0) {
-            let mut m2 = moe.clone();
-            m2.experts[unused * d * d..(unused + 1) * d * d]
-                .iter_mut()
-                .for_each(|x| *x = 99.0);
-            let mut out2 = vec![0.0; n_q * d_v];
-            m2.forward(&inp, &mut out2).unwrap();
-            assert_eq!(out, out2, "an expert no query selected changed the output");
-        }
+        assert_eq!(st.per_expert.iter().sum::<usize>(), n_q * 2);
+        assert_eq!(st.per_expert[unused], 0, "{:?}", st.per_expert);
+        assert!(
+            st.per_expert[..3].iter().all(|&c| c > 0),
+            "{:?}",
+            st.per_expert
+        );
+        let mut m2 = moe.clone();
+        m2.experts[unused * d * d..(unused + 1) * d * d]
+            .iter_mut()
+            .for_each(|x| *x = 99.0);
+        let mut out2 = vec![0.0; n_q * d_v];
+        m2.forward(&inp, &mut out2).unwrap();
+        assert_eq!(out, out2, "an expert no query selected changed the output");
         // Changing a selected expert does change the output.
-        let used = st.per_expert.iter().position(|&c| c > 0).unwrap();
         let mut m3 = moe.clone();
-        m3.experts[used * d * d] += 1.0;
+        m3.experts[0] += 1.0;
         let mut out3 = vec![0.0; n_q * d_v];
         m3.forward(&inp, &mut out3).unwrap();
         assert_ne!(out, out3);
+    }
+
+    #[test]
+    fn mask_applies_inside_every_selected_expert() {
+        let (n_q, n_k, d, d_v, ne) = (5, 7, 4, 3, 4);
+        let (q, k, v) = rand_qkv(6, n_q, n_k, d, d_v);
+        let moe = MoeAttention::new(d, ne, 2, 5);
+        let mut rng = Rng::new(7);
+        let mut mask: Vec<bool> = (0..n_q * n_k).map(|_| rng.chance(0.5)).collect();
+        for j in 0..n_k {
+            mask[n_k + j] = false; // query 1 sees nothing
+            mask[3 * n_k + j] = j == 4; // query 3 sees only key 4
+        }
+        let inp =
+            AttnInput::new(&q, &k, &v, n_q, n_k, d, d_v).with_extras(crate::attention::Extras {
+                mask: Some(&mask),
+                ..Default::default()
+            });
+        let mut out = vec![0.0; n_q * d_v];
+        moe.forward(&inp, &mut out).unwrap();
+        for i in 0..n_q {
+            let qi = &q[i * d..(i + 1) * d];
+            let logits: Vec<f64> = (0..ne)
+                .map(|e| {
+                    (0..d)
+                        .map(|t| qi[t] as f64 * moe.w_gate[t * ne + e] as f64)
+                        .sum()
+                })
+                .collect();
+            let mut order: Vec<usize> = (0..ne).collect();
+            order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
+            let top = &order[..2];
+            let z: f64 = top.iter().map(|&e| logits[e].exp()).sum();
+            let row_mask = &mask[i * n_k..(i + 1) * n_k];
+            let mut want = vec![0.0f64; d_v];
+            for &e in top {
+                let a = &moe.experts[e * d * d..(e + 1) * d * d];
+                let qe: Vec<f32> = (0..d)
+                    .map(|c| (0..d).map(|t| qi[t] * a[t * d + c]).sum())
+                    .collect();
+                let oe = reference_sdpa_f64(&qe, &k, &v, 1, n_k, d, d_v, Some(row_mask));
+                for c in 0..d_v {
+                    want[c] += logits[e].exp() / z * oe[c] as f64;
+                }
+            }
+            let want: Vec<f32> = want.into_iter().map(|x| x as f32).collect();
+            assert_close(&out[i * d_v..(i + 1) * d_v], &want, 1e-5);
+        }
+        assert!(out[d_v..2 * d_v].iter().all(|&x| x == 0.0));
+        // Every selected expert puts all its weight on key 4, and the gate weights sum to 1.
+        assert_close(&out[3 * d_v..4 * d_v], &v[4 * d_v..5 * d_v], 1e-5);
     }
 
     #[test]

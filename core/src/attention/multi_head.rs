@@ -291,15 +291,18 @@ mod tests {
         );
     }
 
-    #[test]
-    fn heads_attend_independently_and_concatenate() {
-        // Reference: per-head softmax over projected slices, concatenation, output projection, all in f64.
-        let (n_q, n_k, d, d_v, h, dh) = (3, 5, 4, 3, 2, 3);
-        let (q, k, v) = rand_qkv(2, n_q, n_k, d, d_v);
-        let mh = MultiHead::new(d, d_v, h, dh, 7);
-        let mut out = vec![0.0; n_q * d_v];
-        mh.forward(&AttnInput::new(&q, &k, &v, n_q, n_k, d, d_v), &mut out)
-            .unwrap();
+    /// Per-head softmax over projected slices (mask shared by all heads), concatenation,
+    /// output projection; projections in f64.
+    fn reference(
+        mh: &MultiHead,
+        q: &[f32],
+        k: &[f32],
+        v: &[f32],
+        n_q: usize,
+        n_k: usize,
+        mask: Option<&[bool]>,
+    ) -> Vec<f32> {
+        let (h, dh, d, d_v) = (mh.heads, mh.d_head, mh.d, mh.d_v);
         let proj = |x: &[f32], w: &[f32], n: usize, din: usize| -> Vec<f32> {
             let mut o = vec![0.0; n * h * dh];
             for r in 0..n {
@@ -312,9 +315,9 @@ mod tests {
             o
         };
         let (qp, kp, vp) = (
-            proj(&q, &mh.w_q, n_q, d),
-            proj(&k, &mh.w_k, n_k, d),
-            proj(&v, &mh.w_v, n_k, d_v),
+            proj(q, &mh.w_q, n_q, d),
+            proj(k, &mh.w_k, n_k, d),
+            proj(v, &mh.w_v, n_k, d_v),
         );
         let mut concat = vec![0.0f32; n_q * h * dh];
         for hh in 0..h {
@@ -323,11 +326,62 @@ mod tests {
                 head_slice(&kp, n_k, h * dh, hh, dh),
                 head_slice(&vp, n_k, h * dh, hh, dh),
             );
-            let oh = reference_sdpa_f64(&qh, &kh, &vh, n_q, n_k, dh, dh, None);
+            let oh = reference_sdpa_f64(&qh, &kh, &vh, n_q, n_k, dh, dh, mask);
             add_head_slice(&mut concat, &oh, n_q, h * dh, hh, dh);
         }
-        let want = proj_out(&concat, &mh.w_o, n_q, h * dh, d_v);
-        assert_close(&out, &want, 1e-4);
+        proj_out(&concat, &mh.w_o, n_q, h * dh, d_v)
+    }
+
+    #[test]
+    fn heads_attend_independently_and_concatenate() {
+        let (n_q, n_k, d, d_v, h, dh) = (3, 5, 4, 3, 2, 3);
+        let (q, k, v) = rand_qkv(2, n_q, n_k, d, d_v);
+        let mh = MultiHead::new(d, d_v, h, dh, 7);
+        let mut out = vec![0.0; n_q * d_v];
+        mh.forward(&AttnInput::new(&q, &k, &v, n_q, n_k, d, d_v), &mut out)
+            .unwrap();
+        assert_close(&out, &reference(&mh, &q, &k, &v, n_q, n_k, None), 1e-4);
+    }
+
+    #[test]
+    fn mask_is_shared_by_every_head() {
+        let (n_q, n_k, d, d_v, h, dh) = (5, 6, 4, 3, 3, 2);
+        let (q, k, v) = rand_qkv(8, n_q, n_k, d, d_v);
+        let mh = MultiHead::new(d, d_v, h, dh, 9);
+        let mut rng = Rng::new(10);
+        let mut mask: Vec<bool> = (0..n_q * n_k).map(|_| rng.chance(0.5)).collect();
+        for j in 0..n_k {
+            mask[2 * n_k + j] = false; // query 2 sees nothing: every head outputs 0
+            mask[4 * n_k + j] = j == 1; // query 4 sees only key 1 in every head
+        }
+        let inp =
+            AttnInput::new(&q, &k, &v, n_q, n_k, d, d_v).with_extras(crate::attention::Extras {
+                mask: Some(&mask),
+                ..Default::default()
+            });
+        let mut out = vec![0.0; n_q * d_v];
+        mh.forward(&inp, &mut out).unwrap();
+        assert_close(
+            &out,
+            &reference(&mh, &q, &k, &v, n_q, n_k, Some(&mask)),
+            1e-5,
+        );
+        assert!(out[2 * d_v..3 * d_v].iter().all(|&x| x == 0.0));
+        // Query 4's output is key 1's value pushed through W_v then W_o.
+        let hd = h * dh;
+        let want: Vec<f32> = (0..d_v)
+            .map(|c| {
+                (0..hd)
+                    .map(|t| {
+                        let vp: f64 = (0..d_v)
+                            .map(|s| v[d_v + s] as f64 * mh.w_v[s * hd + t] as f64)
+                            .sum();
+                        vp * mh.w_o[t * d_v + c] as f64
+                    })
+                    .sum::<f64>() as f32
+            })
+            .collect();
+        assert_close(&out[4 * d_v..5 * d_v], &want, 1e-5);
     }
 
     fn proj_out(x: &[f32], w: &[f32], n: usize, din: usize, dout: usize) -> Vec<f32> {

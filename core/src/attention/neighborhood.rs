@@ -246,4 +246,59 @@ mod tests {
             "{e}"
         );
     }
+
+    #[test]
+    fn mask_is_intersected_with_the_k_hop_set() {
+        // Queries sit on explicit graph nodes (n_q != n_k); the mask is indexed by query row.
+        let (n, n_q, hops) = (20, 6, 2);
+        let (off, tgt, a) = random_graph(n, 0.15, 7);
+        let (q, k, v) = rand_qkv(8, n_q, n, 4, 3);
+        let nodes = [4u32, 0, 13, 4, 19, 7];
+        let mut reach: Vec<bool> = (0..n * n).map(|x| x / n == x % n).collect();
+        for _ in 0..hops {
+            let prev = reach.clone();
+            for i in 0..n {
+                for j in 0..n {
+                    reach[i * n + j] =
+                        prev[i * n + j] || (0..n).any(|m| prev[i * n + m] && a[m * n + j]);
+                }
+            }
+        }
+        let mut rng = Rng::new(9);
+        let mut mask: Vec<bool> = (0..n_q * n).map(|_| rng.chance(0.6)).collect();
+        for j in 0..n {
+            mask[n + j] = false; // query 1 sees nothing
+            mask[3 * n + j] = j == 4; // query 3 (node 4) sees only its own node
+        }
+        let ex = Extras {
+            adjacency: Some(Csr {
+                offsets: &off,
+                targets: &tgt,
+            }),
+            query_nodes: Some(&nodes),
+            mask: Some(&mask),
+            ..Default::default()
+        };
+        let mut out = vec![0.0; n_q * 3];
+        Neighborhood { hops }
+            .forward(
+                &AttnInput::new(&q, &k, &v, n_q, n, 4, 3).with_extras(ex),
+                &mut out,
+            )
+            .unwrap();
+        let both: Vec<bool> = (0..n_q * n)
+            .map(|x| mask[x] && reach[nodes[x / n] as usize * n + x % n])
+            .collect();
+        assert!(
+            (0..n_q * n).any(|x| reach[nodes[x / n] as usize * n + x % n] && !mask[x]),
+            "the mask must hide some reachable key"
+        );
+        assert_close(
+            &out,
+            &reference_sdpa_f64(&q, &k, &v, n_q, n, 4, 3, Some(&both)),
+            1e-5,
+        );
+        assert_eq!(&out[3..6], &[0.0; 3]);
+        assert_close(&out[9..12], &v[12..15], 1e-6);
+    }
 }

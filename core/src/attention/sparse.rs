@@ -138,8 +138,22 @@ mod tests {
         let mut out = vec![0.0; n * d_v];
         sp.forward(&AttnInput::new(&q, &k, &v, n, n, d, d_v), &mut out)
             .unwrap();
+        // Written out by hand from the documented rule, not from `block_visible`:
+        // key block J is visible to query block I iff |I − J| < 2 or J % 3 == 2 (J ∈ {2, 5, 8}).
+        // 70 positions in blocks of 8 give 9 blocks; block 8 holds positions 64..70.
+        const PATTERN: [&str; 9] = [
+            "111001001", // I = 0
+            "111001001", // I = 1
+            "011101001", // I = 2
+            "001111001", // I = 3
+            "001111001", // I = 4
+            "001011101", // I = 5
+            "001001111", // I = 6
+            "001001111", // I = 7
+            "001001011", // I = 8
+        ];
         let mask: Vec<bool> = (0..n * n)
-            .map(|x| sp.block_visible(x / n / 8, (x % n) / 8))
+            .map(|x| PATTERN[x / n / 8].as_bytes()[(x % n) / 8] == b'1')
             .collect();
         assert_close(
             &out,
@@ -162,9 +176,9 @@ mod tests {
             .forward_stats(&AttnInput::new(&q, &k, &v, n, n, d, d_v), &mut a)
             .unwrap();
         let nb = n / 16;
-        let visible: usize = (0..nb)
-            .map(|i| (0..nb).filter(|&j| sp.block_visible(i, j)).count())
-            .sum();
+        // 16 blocks; summary blocks are 3, 7, 11, 15. The 12 other query blocks see themselves
+        // plus the 4 summaries (5 each), a summary query block sees just the 4 summaries.
+        let visible = 12 * 5 + 4 * 4;
         assert_eq!(st.blocks_computed, visible);
         assert_eq!(st.blocks_computed + st.blocks_skipped, nb * nb);
         assert_eq!(st.scores_computed, visible * 16 * 16);
@@ -180,5 +194,44 @@ mod tests {
             .unwrap();
         assert_eq!(&a[..16 * d_v], &b[..16 * d_v]);
         assert_ne!(&a[32 * d_v..48 * d_v], &b[32 * d_v..48 * d_v]);
+    }
+
+    #[test]
+    fn mask_is_intersected_with_the_block_pattern() {
+        let (n, d, d_v) = (40, 4, 3);
+        let (q, k, v) = rand_qkv(5, n, n, d, d_v);
+        let sp = BlockSparse {
+            block: 8,
+            local_blocks: 1,
+            stride: 2,
+        };
+        // By hand: J visible to I iff J == I or J % 2 == 1 (summary blocks 1 and 3).
+        const PATTERN: [&str; 5] = ["11010", "01010", "01110", "01010", "01011"];
+        let mut rng = crate::rng::Rng::new(8);
+        let mut mask: Vec<bool> = (0..n * n).map(|_| rng.chance(0.6)).collect();
+        for j in 0..n {
+            mask[3 * n + j] = false; // query 3 sees nothing
+            // Query 9 (block 1) only allows keys in block 0, which it cannot see.
+            mask[9 * n + j] = j < 8;
+            // Query 20 (block 2) allows keys 27 (summary block 3) and 33 (block 4, not visible).
+            mask[20 * n + j] = j == 27 || j == 33;
+        }
+        let mut out = vec![0.0; n * d_v];
+        let inp = AttnInput::new(&q, &k, &v, n, n, d, d_v).with_extras(crate::attention::Extras {
+            mask: Some(&mask),
+            ..Default::default()
+        });
+        sp.forward(&inp, &mut out).unwrap();
+        let both: Vec<bool> = (0..n * n)
+            .map(|x| mask[x] && PATTERN[x / n / 8].as_bytes()[(x % n) / 8] == b'1')
+            .collect();
+        assert_close(
+            &out,
+            &reference_sdpa_f64(&q, &k, &v, n, n, d, d_v, Some(&both)),
+            1e-5,
+        );
+        assert!(out[3 * d_v..4 * d_v].iter().all(|&x| x == 0.0));
+        assert!(out[9 * d_v..10 * d_v].iter().all(|&x| x == 0.0));
+        assert_close(&out[20 * d_v..21 * d_v], &v[27 * d_v..28 * d_v], 1e-6);
     }
 }
