@@ -210,7 +210,8 @@ mod tests {
         let mut rng = crate::rng::Rng::new(8);
         let mut mask: Vec<bool> = (0..n * n).map(|_| rng.chance(0.6)).collect();
         for j in 0..n {
-            mask[3 * n + j] = false; // query 3 sees nothing
+            // Query 3 sees nothing.
+            mask[3 * n + j] = false;
             // Query 9 (block 1) only allows keys in block 0, which it cannot see.
             mask[9 * n + j] = j < 8;
             // Query 20 (block 2) allows keys 27 (summary block 3) and 33 (block 4, not visible).
