@@ -297,6 +297,86 @@ mod tests {
         assert!(m.similarity(0, 2).abs() < 1e-6);
     }
 
+    fn only(cfg: ContentConfig, items: Vec<Item>) -> ContentBased {
+        let ds = Dataset {
+            items,
+            user_source_ids: vec![1],
+            interactions: vec![Interaction {
+                user: 0,
+                item: 0,
+                rating: 5.0,
+                timestamp: 1,
+            }],
+        };
+        ContentBased::train(&ds, &cfg).unwrap()
+    }
+
+    const NONE: ContentConfig = ContentConfig {
+        w_genre: 0.0,
+        w_tag: 0.0,
+        w_title: 0.0,
+        w_year: 0.0,
+    };
+
+    #[test]
+    fn genres_are_weighted_by_idf() {
+        // 4 items: "horror" in 3 (idf ln(4/3) + 1), "thriller" in 1 (idf ln 4 + 1).
+        let items = vec![
+            item(0, &["Horror", "Thriller"]),
+            item(1, &["Horror"]),
+            item(2, &["Horror"]),
+            item(3, &["Comedy"]),
+        ];
+        let m = only(
+            ContentConfig {
+                w_genre: 1.0,
+                ..NONE
+            },
+            items,
+        );
+        let h = (4f32 / 3.0).ln() + 1.0;
+        let t = 4f32.ln() + 1.0;
+        // Item 0 = (h, t)/‖·‖, item 1 = (1, 0): cosine h/√(h² + t²) ≈ 0.475 (no IDF: 0.707).
+        let want = h / (h * h + t * t).sqrt();
+        assert!(
+            (m.similarity(0, 1) - want).abs() < 1e-5,
+            "{}",
+            m.similarity(0, 1)
+        );
+        assert!((m.similarity(1, 2) - 1.0).abs() < 1e-5);
+        assert!(m.similarity(0, 3).abs() < 1e-6);
+    }
+
+    #[test]
+    fn decades_share_half_weight_with_their_neighbours() {
+        // Decade d → {d: 1, d ± 1: 0.5}, norm √1.5.
+        let years = [1980u16, 1989, 1995, 2005, 2025];
+        let items = years
+            .iter()
+            .enumerate()
+            .map(|(i, &y)| {
+                let mut it = item(i as u32, &[]);
+                it.year = Some(y);
+                it
+            })
+            .collect();
+        let m = only(
+            ContentConfig {
+                w_year: 1.0,
+                ..NONE
+            },
+            items,
+        );
+        let near = |a, b, want: f32| {
+            let s = m.similarity(a, b);
+            assert!((s - want).abs() < 1e-5, "sim({a}, {b}) = {s}, want {want}");
+        };
+        near(0, 1, 1.0); // same decade
+        near(0, 2, (0.5 + 0.5) / 1.5); // adjacent decades
+        near(0, 3, 0.25 / 1.5); // two apart: overlap on 199 only
+        near(0, 4, 0.0); // four apart
+    }
+
     #[test]
     fn horror_fan_gets_horror_then_learns_comedy() {
         let mut m = ContentBased::train(&catalog(), &ContentConfig::default()).unwrap();
@@ -314,7 +394,7 @@ mod tests {
         }
         let ex = [true, false, true, false, false];
         assert_eq!(m.recommend(0, 1, &ex, 0), [3]);
-        // Profile is a weighted mean: ratings weight items.
+        // Profile is a weighted mean: ratings weight items (checked exactly below).
         let mut low = ContentBased::train(&catalog(), &ContentConfig::default()).unwrap();
         low.observe(&Interaction {
             user: 1,
@@ -332,6 +412,15 @@ mod tests {
         .unwrap();
         let ex = [true, false, true, false, false];
         assert_eq!(low.recommend(1, 1, &ex, 0), [4]);
+        // Weights 1/5 and 5/5: score(j) = (0.2·sim(2, j) + 1·sim(0, j)) / 1.2, so
+        // item 2 (orthogonal to item 0) scores 1/6 and item 0 5/6 (equal weights: ½, ½).
+        let s = low.scores(1);
+        assert!((s[2] - 1.0 / 6.0).abs() < 1e-5, "{s:?}");
+        assert!((s[0] - 5.0 / 6.0).abs() < 1e-5, "{s:?}");
+        for j in 0..5u32 {
+            let want = (0.2 * low.similarity(2, j) + low.similarity(0, j)) / 1.2;
+            assert!((s[j as usize] - want).abs() < 1e-5, "item {j}: {s:?}");
+        }
         assert!(ContentBased::train(
             &catalog(),
             &ContentConfig {

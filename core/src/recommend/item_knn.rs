@@ -187,7 +187,9 @@ mod tests {
             let held = if u < 10 { u % 5 } else { 5 + u % 5 };
             assert_eq!(m.recommend(u, 1, &ex, 0), [held], "user {u}");
         }
-        assert!(m.recommend(25, 3, &[], 0).is_empty() || m.scores(25).iter().all(|&s| s == 0.0));
+        // A viewer never seen has no evidence for any item (one zero per item) ...
+        assert_eq!(m.scores(25), [0.0; 10]);
+        assert_eq!(m.explain(25, 0, 0), None);
         m.observe(&Interaction {
             user: 25,
             item: 1,
@@ -195,6 +197,13 @@ mod tests {
             timestamp: 0,
         })
         .unwrap();
+        // ... and after one title, exactly that title's neighbour similarities.
+        let mut want = [0.0f32; 10];
+        for &(j, w) in m.neighbours(1) {
+            want[j as usize] += w;
+        }
+        assert!(want.iter().filter(|&&w| w > 0.0).count() >= 4, "{want:?}");
+        assert_eq!(m.scores(25), want);
         let rec = m.recommend(25, 3, &[false, true], 0);
         assert!(rec.iter().all(|&i| i < 5), "{rec:?}");
         assert_eq!(m.explain(25, rec[0], 0), Some(Reason::BecauseYouWatched(1)));

@@ -448,6 +448,100 @@ mod tests {
             .any(|p| p.successful_results == [2]));
     }
 
+    /// `window` titles, each weighted `recency_decay^age` (newest weight 1).
+    #[test]
+    fn state_is_the_recency_weighted_mean_of_the_last_window_titles() {
+        // Item 4 comes first and falls out of the window of 3. Rows need not be unit.
+        let ds = dataset(1, 5, &[(0, 4), (0, 0), (0, 1), (0, 2)]);
+        let mut vecs = onehot(5);
+        vecs[0] = 2.0;
+        vecs[2 * 5 + 2] = 0.5;
+        let c = MemoryConfig {
+            window: 3,
+            recency_decay: 0.5,
+            ..cfg()
+        };
+        let m = PatternMemory::new(&ds, &vecs, 5, &c).unwrap();
+        // Newest (2) weight 1, then 1 weight 0.5, oldest (0) weight 0.25.
+        let n = (1.0f32 + 0.25 + 0.0625).sqrt();
+        let want = [0.25 / n, 0.5 / n, 1.0 / n, 0.0, 0.0];
+        let got = m.state(0).unwrap();
+        for (g, w) in got.iter().zip(want) {
+            assert!((g - w).abs() < 1e-6, "{got:?} vs {want:?}");
+        }
+    }
+
+    /// Patterns vote `similarity^sim_power · boost`: one exact match outweighs two
+    /// patterns at cosine 0.5, whether they are in the bank or still in transit.
+    #[test]
+    fn votes_are_weighted_by_similarity_to_the_power() {
+        // Item 0 = (1, 0), item 1 at 60° from it (row not unit), items 2, 3 = (0, 1).
+        let vecs = [1.0, 0.0, 1.0, 3f32.sqrt(), 0.0, 1.0, 0.0, 1.0];
+        // Users 0 and 3 are at item 0, users 1 and 2 at item 1; user 4 has no title.
+        let ds = dataset(5, 4, &[(0, 0), (1, 1), (2, 1), (3, 0)]);
+        for p in [1.0f32, 2.0, 3.0] {
+            let c = MemoryConfig {
+                sim_power: p,
+                min_similarity: 0.3,
+                ..cfg()
+            };
+            let mut m = PatternMemory::new(&ds, &vecs, 2, &c).unwrap();
+            // Patterns (1, 0) → 2 and, twice, (0.5, 0.87) → 3.
+            m.observe(&ev(0, 2, 10_000)).unwrap();
+            m.observe(&ev(1, 3, 10_001)).unwrap();
+            m.observe(&ev(2, 3, 10_002)).unwrap();
+            // Each new pattern: confidence 0.6, usage 1 → boost 0.6.
+            let boost = m.bank().boost_of(m.bank().config().initial_confidence, 1);
+            assert!((boost - 0.6).abs() < 1e-6);
+            let want = [(2u32, 0.6f32), (3, 2.0 * 0.5f32.powf(p) * 0.6)];
+            let check = |m: &PatternMemory, path: &str| {
+                let got: Vec<(u32, f32)> =
+                    m.votes(3, 10_200).into_iter().map(|v| (v.0, v.1)).collect();
+                assert_eq!(got.len(), 2, "{path} p={p}: {got:?}");
+                for ((gi, gv), (wi, wv)) in got.iter().zip(want) {
+                    assert!(*gi == wi && (gv - wv).abs() < 1e-5, "{path} p={p}: {got:?}");
+                }
+                // Unweighted, item 3 (two votes) would win.
+                assert_eq!(m.recommend(3, 2, &[], 10_200), [2, 3], "{path} p={p}");
+            };
+            // Still in transit at 10 200 ...
+            assert_eq!((m.patterns(), m.pending.len()), (0, 3));
+            check(&m, "pending");
+            // ... and in the bank once an event (user 4: no state, no pattern) flushes them.
+            m.observe(&ev(4, 0, 10_200)).unwrap();
+            assert_eq!((m.patterns(), m.pending.len()), (3, 0));
+            check(&m, "bank");
+        }
+    }
+
+    /// End to end with a window of 2: the newest title steers the state, hence the votes.
+    #[test]
+    fn the_newest_title_weighs_most_in_the_ranking() {
+        // Patterns (1, 0) → 2 and (0, 1) → 3; user 2 watched 0, then 1.
+        let vecs = [1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0];
+        let ds = dataset(4, 4, &[(0, 0), (1, 1), (2, 0), (2, 1)]);
+        let c = MemoryConfig {
+            window: 2,
+            recency_decay: 0.5,
+            min_similarity: 0.3,
+            ..cfg()
+        };
+        let mut m = PatternMemory::new(&ds, &vecs, 2, &c).unwrap();
+        m.observe(&ev(0, 2, 10_000)).unwrap();
+        m.observe(&ev(1, 3, 10_001)).unwrap();
+        m.observe(&ev(3, 0, 10_200)).unwrap(); // flush; user 3 had no state
+        assert_eq!(m.patterns(), 2);
+        // State (0.5, 1)/√1.25: cosines 1/√5 and 2/√5, squared 0.2 and 0.8, × boost 0.6.
+        let n = 1.25f32.sqrt();
+        let q = m.state(2).unwrap();
+        assert!((q[0] - 0.5 / n).abs() < 1e-6 && (q[1] - 1.0 / n).abs() < 1e-6);
+        let got = m.votes(2, 10_200);
+        assert_eq!(got.len(), 2);
+        assert!(got[0].0 == 2 && (got[0].1 - 0.12).abs() < 1e-5, "{got:?}");
+        assert!(got[1].0 == 3 && (got[1].1 - 0.48).abs() < 1e-5, "{got:?}");
+        assert_eq!(m.recommend(2, 2, &[], 10_200), [3, 2]);
+    }
+
     #[test]
     fn bad_input_is_refused_and_changes_nothing() {
         let ds = dataset(2, 3, &[(0, 0)]);
