@@ -808,6 +808,23 @@ fn usage_decays_once_per_idle_week() {
 }
 
 #[test]
+fn usage_decay_floors_odd_counts() {
+    let mut bank = ReasoningBank::new(cfg()).unwrap();
+    let mut rng = Rng::new(17);
+    let id = bank
+        .store_pattern(new_pattern(random_unit(&mut rng, D), &[1], 0.9, 7), T0)
+        .unwrap();
+    let usage = |b: &ReasoningBank| b.get(id).unwrap().usage_count;
+    // ⌊7 · 0.5⌋ = 3, ⌊3 · 0.5⌋ = 1, ⌊1 · 0.5⌋ = 0 (rounding would give 4, 2, 1).
+    bank.maintain(T0 + 7 * DAY);
+    assert_eq!(usage(&bank), 3);
+    bank.maintain(T0 + 14 * DAY);
+    assert_eq!(usage(&bank), 1);
+    bank.maintain(T0 + 21 * DAY);
+    assert_eq!(usage(&bank), 0);
+}
+
+#[test]
 fn prune_threshold_is_strictly_below_point_three() {
     let mut bank = ReasoningBank::new(cfg()).unwrap();
     let mut rng = Rng::new(11);
@@ -862,8 +879,28 @@ fn merge_near_duplicates_union_weighted_confidence_summed_usage() {
         dot(&m.query_embedding, &e) > 0.99999,
         "survivor keeps its embedding"
     );
+    // The survivor was used more recently than the absorbed pattern: it keeps T0.
+    assert_eq!(m.last_used, T0);
     assert_eq!(bank.get(b), Err(BankError::UnknownPattern(b)));
     assert_eq!(bank.stats().counters.patterns_merged, 1);
+
+    // An absorbed pattern used more recently than the survivor lends its time.
+    let mut bank = ReasoningBank::new(cfg()).unwrap();
+    let old = bank
+        .store_pattern(new_pattern(e.clone(), &[1], 0.9, 5), T0)
+        .unwrap();
+    let recent = bank
+        .store_pattern(
+            new_pattern(at_cosine(&e, 0.99, &mut rng), &[2], 0.5, 1),
+            T0 + 3 * DAY,
+        )
+        .unwrap();
+    let rep = bank.maintain(T0 + 3 * DAY);
+    assert_eq!(rep.merged, vec![(old, recent)]);
+    let m = bank.get(old).unwrap();
+    assert_eq!((m.created_at, m.last_used), (T0, T0 + 3 * DAY));
+    // (0.9 · 5 + 0.5 · 1) / 6
+    assert!((m.confidence - 5.0 / 6.0).abs() < 1e-6);
 }
 
 #[test]
@@ -886,7 +923,9 @@ fn global_aggregation_builds_universal_and_segment_patterns() {
         if u == 5 {
             results.push(300); // 1 of 5 in segment 2 → below 50%
         }
-        let mut p = new_pattern(at_cosine(&e, 0.97, &mut rng), &results, 0.8, 2);
+        // Confidences 0.6, 0.64, …, 0.96: the aggregates take the members' mean.
+        let conf = 0.6 + 0.04 * u as f32;
+        let mut p = new_pattern(at_cosine(&e, 0.97, &mut rng), &results, conf, 2);
         p.user = Some(u);
         p.segment = Some(if u < 5 { 1 } else { 2 });
         bank.store_pattern(p, T0).unwrap();
@@ -905,7 +944,8 @@ fn global_aggregation_builds_universal_and_segment_patterns() {
     assert_eq!(uni.successful_results, vec![100, 101]);
     assert_eq!((uni.user, uni.segment, uni.aggregated), (None, None, true));
     assert_eq!(uni.usage_count, 20);
-    assert!((uni.confidence - 0.8).abs() < 1e-6);
+    // Mean of 0.6 + 0.04 u over u = 0..9: 0.6 + 0.04 · 4.5 = 0.78.
+    assert!((uni.confidence - 0.78).abs() < 1e-5, "{}", uni.confidence);
     assert!(dot(&uni.query_embedding, &e) > 0.95);
     // Context fields all members agree on (session lengths are not kept).
     assert_eq!(
@@ -924,6 +964,10 @@ fn global_aggregation_builds_universal_and_segment_patterns() {
     let s2 = segs.iter().find(|p| p.segment == Some(2)).unwrap();
     assert_eq!(s1.successful_results, vec![100, 101, 102, 200]);
     assert_eq!(s2.successful_results, vec![100, 101, 102]);
+    // Segment 1 = users 0–4: 0.6 + 0.04 · 2 = 0.68; segment 2 = users 5–9: 0.88.
+    assert!((s1.confidence - 0.68).abs() < 1e-5, "{}", s1.confidence);
+    assert!((s2.confidence - 0.88).abs() < 1e-5, "{}", s2.confidence);
+    assert_eq!((s1.usage_count, s2.usage_count), (10, 10));
 
     // A new viewer of segment 1 sees their own + segment 1 + universal patterns.
     let mut own = new_pattern(at_cosine(&e, 0.98, &mut rng), &[555], 0.8, 1);

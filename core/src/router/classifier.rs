@@ -798,6 +798,71 @@ mod tests {
     }
 
     #[test]
+    fn ema_is_the_running_mean_of_the_iterates_then_decays_at_the_set_rate() {
+        // One step per epoch (the batch is the whole set) and a constant learning
+        // rate: a k-epoch run ends on exactly the k-th iterate p_k of a longer run.
+        let model = ModelConfig {
+            input: InputKind::Features {
+                steps: 2,
+                step_dim: 3,
+                input_scale: 1.0,
+            },
+            hidden: 4,
+            n_classes: 2,
+            w_rank: None,
+            u_rank: None,
+            pool: Pool::Last,
+        };
+        let mut rng = Rng::new(7);
+        let xs: Vec<Vec<f32>> = (0..8)
+            .map(|_| (0..6).map(|_| rng.normal()).collect())
+            .collect();
+        let ys: Vec<usize> = (0..8).map(|i| i % 2).collect();
+        let base = TrainConfig {
+            epochs: 1,
+            batch_size: 8,
+            lr: 0.05,
+            lr_final_frac: 1.0,
+            ..Default::default()
+        };
+        let run = |epochs: usize, ema_decay: Option<f32>| {
+            let cfg = TrainConfig {
+                epochs,
+                ema_decay,
+                ..base
+            };
+            let names = vec!["a".into(), "b".into()];
+            let (clf, _) = train_features(model, names, &xs, &ys, &cfg, 5).unwrap();
+            clf.params
+        };
+        let p: Vec<Params<f32>> = (1..=4).map(|k| run(k, None)).collect();
+        assert_ne!(
+            p[0], p[1],
+            "the iterates must move for this test to mean anything"
+        );
+        // Decay 0: the average is the last iterate, bit for bit.
+        assert_eq!(run(4, Some(0.0)), p[3]);
+        // Decay 0.6: step t uses min(0.6, t / (t + 1)) = 0, 1/2, 0.6, 0.6, so
+        // e1 = p1, e2 = (p1 + p2) / 2, e3 = 0.6 e2 + 0.4 p3, e4 = 0.6 e3 + 0.4 p4
+        //    = 0.18 p1 + 0.18 p2 + 0.24 p3 + 0.4 p4.
+        let e = run(4, Some(0.6));
+        let w = [0.18f32, 0.18, 0.24, 0.4];
+        let pt: Vec<_> = p.iter().map(|q| q.tensors()).collect();
+        let mut checked = 0;
+        for (k, et) in e.tensors().into_iter().enumerate() {
+            for (i, &got) in et.iter().enumerate() {
+                let want: f32 = (0..4).map(|j| w[j] * pt[j][k][i]).sum();
+                assert!(
+                    (got - want).abs() <= 1e-5 * (1.0 + want.abs()),
+                    "tensor {k}[{i}]: {got} vs {want}"
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked >= 40, "{checked} parameters");
+    }
+
+    #[test]
     fn bad_training_input_is_rejected() {
         let names = vec!["a".into(), "b".into()];
         let cfg = TrainConfig::default();

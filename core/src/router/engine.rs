@@ -174,6 +174,14 @@ mod tests {
     use super::*;
 
     fn router(threshold: f32, labels: Vec<String>) -> Result<Router, RouterError> {
+        router_with(|_| threshold, labels)
+    }
+
+    /// A router whose route `r` has confidence threshold `threshold(r)`.
+    fn router_with(
+        threshold: impl Fn(Route) -> f32,
+        labels: Vec<String>,
+    ) -> Result<Router, RouterError> {
         let cfg = ModelConfig {
             input: InputKind::Text {
                 tokenizer: TokenizerConfig {
@@ -191,7 +199,7 @@ mod tests {
         let c = Classifier::init(cfg, labels, 1)?;
         let mut v: serde_json::Value = serde_json::from_str(SHIPPED_ROUTES_JSON).unwrap();
         for r in Route::ALL {
-            v["routes"][r.name()]["accuracy_threshold"] = threshold.into();
+            v["routes"][r.name()]["accuracy_threshold"] = threshold(r).into();
         }
         v["fallback_route"] = "vector_search".into();
         let reg = RouteRegistry::from_json(&serde_json::to_vec(&v).unwrap())?;
@@ -231,6 +239,29 @@ mod tests {
         assert!(d2.fell_back);
         assert_eq!(d2.route, Route::VectorSearch);
         assert_eq!(d2.original_route, d.original_route);
+    }
+
+    #[test]
+    fn only_the_top_routes_own_threshold_counts_and_equal_is_accepted() {
+        let q = "movies like heat";
+        let d = router(0.0, names()).unwrap().route_text(q).unwrap();
+        let top = d.original_route;
+        let c = d.confidence;
+        assert!(c > 0.0 && c < 1.0, "{c}");
+        // Every other route demands certainty; the top route's own threshold is
+        // exactly its confidence: not below it, so no fallback.
+        let r = router_with(|x| if x == top { c } else { 1.0 }, names()).unwrap();
+        let d1 = r.route_text(q).unwrap();
+        assert!(!d1.fell_back, "{d1:?}");
+        assert_eq!(d1.route, top);
+        assert_eq!(d1.confidence, c);
+        // The top route's threshold one ulp above its confidence, every other 0.
+        let above = f32::from_bits(c.to_bits() + 1);
+        let r = router_with(|x| if x == top { above } else { 0.0 }, names()).unwrap();
+        let d2 = r.route_text(q).unwrap();
+        assert!(d2.fell_back, "{d2:?}");
+        assert_eq!(d2.route, Route::VectorSearch);
+        assert_eq!(d2.original_route, top);
     }
 
     #[test]

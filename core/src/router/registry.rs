@@ -109,7 +109,41 @@ mod tests {
     fn shipped_registry_parses() {
         let r = RouteRegistry::from_json(SHIPPED_ROUTES_JSON.as_bytes()).unwrap();
         assert_eq!(r.fallback, Route::PersonalizedHybrid);
-        assert!(r.spec(Route::GnnSimilarity).handler.starts_with('/'));
+        // Each route gets its own entry (not, say, the JSON's alphabetical order).
+        for route in Route::ALL {
+            let want = format!("/v1/strategies/{}", route.name().replace('_', "-"));
+            assert_eq!(r.spec(route).handler, want, "{route}");
+        }
+        assert_eq!(r.spec(Route::PersonalizedHybrid).accuracy_threshold, 0.0);
+    }
+
+    #[test]
+    fn spec_of_a_route_is_that_routes_json_entry() {
+        // Distinct values per route, keys written in reverse index order.
+        let mut routes = serde_json::Map::new();
+        for r in Route::ALL.into_iter().rev() {
+            let i = r.index() as f64;
+            routes.insert(
+                r.name().to_string(),
+                serde_json::json!({
+                    "handler": format!("/h/{}", r.name()),
+                    "avg_latency_ms": 10.0 * i,
+                    "cost_per_request": i / 1000.0,
+                    "accuracy_threshold": i / 8.0,
+                }),
+            );
+        }
+        let v = serde_json::json!({"fallback_route": "mood_matching", "routes": routes});
+        let reg = RouteRegistry::from_json(&serde_json::to_vec(&v).unwrap()).unwrap();
+        assert_eq!(reg.fallback, Route::MoodMatching);
+        for r in Route::ALL {
+            let i = r.index() as f64;
+            let s = reg.spec(r);
+            assert_eq!(s.handler, format!("/h/{}", r.name()));
+            assert_eq!(s.avg_latency_ms, 10.0 * i);
+            assert_eq!(s.cost_per_request, i / 1000.0);
+            assert_eq!(s.accuracy_threshold, (i / 8.0) as f32);
+        }
     }
 
     #[test]

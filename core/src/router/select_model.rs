@@ -330,6 +330,55 @@ mod tests {
     }
 
     #[test]
+    fn ties_in_accuracy_go_to_lower_cost_then_lower_latency_then_id() {
+        // 1000 tokens at every complexity, so cost = cost_per_1k_tokens.
+        let table = |models: &[String]| {
+            let json = format!(
+                r#"{{"tokens": {{"min": 1000, "max": 1000}},
+                    "accuracy_need": {{"base": 0.5, "per_complexity": 0.0}},
+                    "models": [{}]}}"#,
+                models.join(",")
+            );
+            ModelTable::from_json(json.as_bytes()).unwrap()
+        };
+        let m = |id: &str, cost: f64, latency: f64, acc: f64| {
+            format!(
+                r#"{{"id": "{id}", "name": "{id}", "cost_per_1k_tokens": {cost},
+                    "latency_ms": {latency}, "accuracy_simple": {acc},
+                    "accuracy_complex": {acc}, "routes": ["vector_search"]}}"#
+            )
+        };
+        let cases: [(Vec<String>, &str); 4] = [
+            // Same accuracy: the cheaper one, although it is slower.
+            (vec![m("a", 2.0, 10.0, 0.9), m("b", 1.0, 90.0, 0.9)], "b"),
+            // Same accuracy and cost: the faster one, although its id is later.
+            (vec![m("a", 1.0, 90.0, 0.9), m("b", 1.0, 10.0, 0.9)], "b"),
+            // Everything equal: the smaller id.
+            (vec![m("b", 1.0, 10.0, 0.9), m("a", 1.0, 10.0, 0.9)], "a"),
+            // Accuracy first: a bit more accurate beats cheaper and faster.
+            (vec![m("a", 0.5, 10.0, 0.9), m("b", 4.0, 90.0, 0.91)], "b"),
+        ];
+        for (models, want) in cases {
+            for rev in [false, true] {
+                let mut ms = models.clone();
+                if rev {
+                    ms.reverse();
+                }
+                let g = table(&ms).select("vector_search", 0.3, 10.0).unwrap();
+                assert_eq!(g.model_id, want, "{ms:?}");
+                let chosen = table(&ms)
+                    .models
+                    .into_iter()
+                    .find(|x| x.id == want)
+                    .unwrap();
+                assert_eq!(g.estimated_cost, chosen.cost_per_1k_tokens);
+                assert_eq!(g.estimated_latency_ms, chosen.latency_ms);
+                assert_eq!(g.estimated_tokens, 1000);
+            }
+        }
+    }
+
+    #[test]
     fn invalid_inputs_are_clear_errors() {
         let t = ModelTable::shipped();
         assert!(matches!(

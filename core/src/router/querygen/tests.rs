@@ -228,6 +228,40 @@ fn test_titles_people_and_templates_are_held_out() {
 }
 
 #[test]
+fn two_wrappers_of_each_kind_are_held_out_for_test() {
+    let f = facts();
+    for seed in [3u64, 21] {
+        let plan = Plan::new(&f, &mut Rng::new(seed));
+        let (tr, te) = (&plan.train_side, &plan.test_side);
+        let kinds = [
+            (
+                "interjections",
+                phrases::INTERJECTIONS,
+                &tr.interjections,
+                &te.interjections,
+            ),
+            ("polite", phrases::POLITE_LEADINS, &tr.polite, &te.polite),
+            (
+                "request",
+                phrases::REQUEST_LEADINS,
+                &tr.request,
+                &te.request,
+            ),
+            ("suffixes", phrases::SUFFIXES, &tr.suffixes, &te.suffixes),
+        ];
+        for (name, all, train, test) in kinds {
+            let all: HashSet<&str> = all.iter().copied().collect();
+            let train: HashSet<&str> = train.iter().copied().collect();
+            let test: HashSet<&str> = test.iter().copied().collect();
+            // Test may use every wrapper; train lacks exactly two of them.
+            assert_eq!(test, all, "{name}");
+            assert!(train.is_subset(&all), "{name}");
+            assert_eq!(all.difference(&train).count(), 2, "{name}: {train:?}");
+        }
+    }
+}
+
+#[test]
 fn synthetic_people_are_train_only_and_never_real_people() {
     let f = facts();
     let mut rng = Rng::new(5);
