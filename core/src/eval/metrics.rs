@@ -213,4 +213,27 @@ mod tests {
         close(s.coverage, 6.0 / 10.0);
         assert_eq!(s.named()[0].0, "precision@2");
     }
+
+    #[test]
+    fn short_lists_are_penalised_and_coverage_counts_only_the_top_k() {
+        // A 2-item list at k = 5 with one hit at rank 1, two relevant items.
+        let m = user_metrics(&[3, 8], &[3, 5], 5).unwrap();
+        close(m.precision, 1.0 / 5.0);
+        close(m.recall, 1.0 / 2.0);
+        // IDCG has min(|R|, k) = 2 terms: 1 + 1/log2(3).
+        close(m.ndcg, 1.0 / (1.0 + 1.0 / 3f64.log2()));
+        close(m.hr, 1.0);
+        close(m.mrr, 1.0);
+        // MRR uses the first hit: hits at ranks 2 and 3 → 1/2.
+        close(user_metrics(&[9, 5, 3], &[3, 5], 3).unwrap().mrr, 0.5);
+        let mut acc = Accumulator::new(2, 10);
+        // Item 3 is ranked third: outside the top 2, neither a hit nor covered.
+        acc.add(0, &[1, 2, 3], &[3]);
+        // A list with no relevant items counts for coverage only.
+        acc.add(1, &[4], &[]);
+        let s = acc.summary();
+        assert_eq!((s.users, s.lists), (1, 1));
+        close(s.hr, 0.0);
+        close(s.coverage, 3.0 / 10.0);
+    }
 }

@@ -336,6 +336,8 @@ mod tests {
         known: RefCell<HashSet<(u32, u32)>>,
         test: HashSet<(u32, u32)>,
         log: RefCell<Vec<(char, u32, u32)>>,
+        /// (user, now) of every request.
+        nows: RefCell<Vec<(u32, i64)>>,
         n_items: usize,
     }
 
@@ -355,6 +357,7 @@ mod tests {
                 known: RefCell::new(known),
                 test,
                 log: RefCell::new(Vec::new()),
+                nows: RefCell::new(Vec::new()),
                 n_items: train.n_items(),
             }
         }
@@ -364,14 +367,16 @@ mod tests {
         fn name(&self) -> &str {
             "spy"
         }
-        fn recommend(&self, user: u32, k: usize, exclude: &[bool], _now: i64) -> Vec<u32> {
-            // Excluded items are exactly what the model was told about; never a
-            // not-yet-observed test item.
-            for (i, &e) in exclude.iter().enumerate() {
-                if e {
-                    assert!(self.known.borrow().contains(&(user, i as u32)));
-                }
+        fn recommend(&self, user: u32, k: usize, exclude: &[bool], now: i64) -> Vec<u32> {
+            // Excluded items are exactly what the model was told about for this
+            // user: every seen item (training, earlier replayed events) and never
+            // a not-yet-observed test item.
+            for i in 0..self.n_items.max(exclude.len()) {
+                let e = exclude.get(i).copied().unwrap_or(false);
+                let known = self.known.borrow().contains(&(user, i as u32));
+                assert_eq!(e, known, "user {user} item {i}: excluded {e}, seen {known}");
             }
+            self.nows.borrow_mut().push((user, now));
             self.log.borrow_mut().push(('r', user, 0));
             (0..self.n_items as u32)
                 .filter(|&i| !exclude[i as usize])
@@ -461,6 +466,34 @@ mod tests {
         let test_users: HashSet<u32> = split.test.iter().map(|x| x.user).collect();
         assert_eq!(s.users, test_users.len());
         assert_eq!(spy.log.borrow().len(), test_users.len());
+        // `now` is the user's latest training timestamp, never a test one.
+        for &(u, now) in spy.nows.borrow().iter() {
+            let last = split
+                .train
+                .interactions
+                .iter()
+                .filter(|x| x.user == u)
+                .map(|x| x.timestamp)
+                .max()
+                .unwrap_or(0);
+            assert_eq!(now, last, "user {u}");
+        }
+    }
+
+    #[test]
+    fn temporal_cutoff_is_the_floor_quantile_timestamp() {
+        // 32 pair interactions at t = 1000..1031, then 8 at t = 5000..5007.
+        let ds = sample();
+        assert_eq!(ds.interactions.len(), 40);
+        // floor(0.61 · 40) = 24 → the 25th smallest timestamp, 1024.
+        let s = temporal_split(&ds, 0.61).unwrap();
+        assert_eq!(s.cutoff, Some(1024));
+        assert_eq!((s.train.interactions.len(), s.test.len()), (24, 16));
+        // floor(0.8 · 40) = 32 → 5000: exactly the late events are test.
+        let s = temporal_split(&ds, 0.8).unwrap();
+        assert_eq!(s.cutoff, Some(5000));
+        assert_eq!(s.test.len(), 8);
+        assert!(temporal_split(&ds, 0.0).is_err());
     }
 
     #[test]
@@ -489,6 +522,9 @@ mod tests {
         let want: Vec<(u32, u32)> = split.test.iter().map(|x| (x.user, x.item)).collect();
         assert_eq!(observed, want);
         assert_eq!(rep.streaming.lists, split.test.len());
+        // Each request is made at its event's time.
+        let at: Vec<(u32, i64)> = split.test.iter().map(|x| (x.user, x.timestamp)).collect();
+        assert_eq!(*spy.nows.borrow(), at);
         // Users 6 and 7 are cold; user 6 has 6 events (4 scored after warmup 2),
         // user 7 has 2 (none scored).
         assert_eq!(rep.cold_start.users, 1);

@@ -704,3 +704,108 @@ fn adaptive_clipping_scales_outliers_to_a_multiple_of_the_median_norm() {
         assert!((x - y).abs() < 1e-4 * (1.0 + y.abs()), "{x} vs {y}");
     }
 }
+
+/// An update whose ΔW (scale 2) is `v` on every entry of row 0 and 0 elsewhere,
+/// with the given Fisher mass and sample count.
+fn row0_update(c: &FederatedConfig, user: &str, v: f32, fa: Vec<f32>, n: u64) -> AdapterUpdate {
+    let (d, r) = (c.d, c.rank);
+    assert_eq!(c.scale(), 2.0);
+    let mut a = vec![0.0; r * d];
+    a[..d].iter_mut().for_each(|x| *x = 1.0);
+    let mut b = vec![0.0; d * r];
+    b[0] = v / 2.0;
+    update(c, user, a, b, fa, vec![1.0; d * r], n)
+}
+
+#[test]
+fn trimmed_mean_drops_both_tails_and_keeps_importance_normalized() {
+    let mut c = cfg(4, 4);
+    c.trim_fraction = 0.2; // 5 updates → 1 dropped from each end per entry.
+    let vals = [(4.0, 1), (1.0, 1), (100.0, 1), (3.0, 3), (2.0, 2)];
+    let ups: Vec<_> = vals
+        .iter()
+        .enumerate()
+        .map(|(i, &(v, n))| row0_update(&c, &format!("u{i}"), v, vec![1.0; 16], n))
+        .collect();
+    let (mean, importance, report) = robust_weighted_mean(&c, 0, &ups);
+    assert_eq!(report.trimmed_per_side, 1);
+    // Row 0: drop 1 and 100, keep 2 (w 2), 3 (w 3), 4 (w 1): (4 + 9 + 4) / 6.
+    for (j, m) in mean[..4].iter().enumerate() {
+        assert!((m - 17.0 / 6.0).abs() < 1e-5, "{j}: {m}");
+    }
+    assert!(mean[4..].iter().all(|&x| x == 0.0));
+    // Uniform Fisher, equal weights: the kept share of the weight is (n − 2k)/n,
+    // so the importance Σω / Σw over the kept values is exactly 1.
+    let equal: Vec<_> = ups
+        .iter()
+        .cloned()
+        .map(|mut u| {
+            u.sample_count = 4;
+            u
+        })
+        .collect();
+    let (mean_eq, importance_eq, _) = robust_weighted_mean(&c, 0, &equal);
+    assert!((mean_eq[0] - 3.0).abs() < 1e-6, "{}", mean_eq[0]);
+    for f in &importance_eq {
+        assert!((f - 1.0).abs() < 1e-6, "importance {f}");
+    }
+    assert!(importance.iter().all(|&f| f > 0.0));
+    // Fisher mass only on input column 1 moves that device's weight there:
+    // its normalized column importance is 4 on column 1 and 0 elsewhere.
+    let mut fa = vec![0.0; 16];
+    fa[1] = 1.0;
+    let two = vec![
+        row0_update(&c, "a", 1.0, vec![1.0; 16], 1),
+        row0_update(&c, "b", 5.0, fa, 1),
+    ];
+    c.trim_fraction = 0.0;
+    let (m2, f2, _) = robust_weighted_mean(&c, 0, &two);
+    // Column 1: ω = 1 and 4 → (1 + 20) / 5; other columns only device a → 1.
+    assert!((m2[1] - 21.0 / 5.0).abs() < 1e-5, "{}", m2[1]);
+    assert!((m2[0] - 1.0).abs() < 1e-6 && (m2[2] - 1.0).abs() < 1e-6);
+    assert!((f2[1] - 2.5).abs() < 1e-6 && (f2[0] - 0.5).abs() < 1e-6);
+    // The cap bounds a device's concentrated importance: cap 2 → ω = 1 and 2.
+    c.fisher_ratio_cap = 2.0;
+    let (m3, _, _) = robust_weighted_mean(&c, 0, &two);
+    assert!((m3[1] - 11.0 / 3.0).abs() < 1e-5, "{}", m3[1]);
+}
+
+#[test]
+fn dp_rounds_use_uniform_weights_and_only_the_fixed_clip() {
+    let mut c = cfg(4, 4);
+    c.clip_median_factor = 1.0;
+    let mut skew = vec![0.0; 16];
+    skew[0] = 5.0;
+    let ups = vec![
+        row0_update(&c, "a", 1.0, vec![1.0; 16], 1),
+        row0_update(&c, "b", 4.0, skew, 30),
+        row0_update(&c, "c", 100.0, vec![1.0; 16], 2),
+    ];
+    // Without DP the outlier is clipped to the median norm and weights differ.
+    let (plain, _, rep) = robust_weighted_mean(&c, 0, &ups);
+    assert_eq!(rep.clipped, 1);
+    assert!((plain[2] - 35.0).abs() > 1.0);
+    // Under DP: every device weighs 1 and only clip_norm (1e6) applies, so each
+    // entry of row 0 is the plain mean (1 + 4 + 100) / 3 = 35 and importance 1.
+    c.dp = Some(DpConfig {
+        noise_multiplier: 1.0,
+        delta: 1e-5,
+    });
+    let (dp_mean, dp_imp, rep) = robust_weighted_mean(&c, 0, &ups);
+    assert_eq!(rep.clipped, 0);
+    for (j, m) in dp_mean[..4].iter().enumerate() {
+        assert!((m - 35.0).abs() < 1e-4, "{j}: {m}");
+    }
+    assert!(dp_imp.iter().all(|&f| (f - 1.0).abs() < 1e-6));
+    // σ = z · C / n uses the accepted count.
+    assert!(
+        (DpConfig {
+            noise_multiplier: 2.0,
+            delta: 1e-5
+        }
+        .sigma(3.0, 4)
+            - 1.5)
+            .abs()
+            < 1e-7
+    );
+}

@@ -427,4 +427,54 @@ mod tests {
             .is_err());
         assert!(Bpr::train(&ds, &BprConfig { factors: 0, ..cfg }).is_err());
     }
+
+    #[test]
+    fn negatives_are_uniform_over_unseen_items_and_fold_in_freezes_items() {
+        let ds = two_clusters(4, 8);
+        let cfg = BprConfig {
+            factors: 4,
+            epochs: 2,
+            online_steps: 20,
+            ..Default::default()
+        };
+        let mut m = Bpr::train(&ds, &cfg).unwrap();
+        // User 0 has seen items 1, 2, 3: negatives are exactly 0, 4..8, uniformly.
+        assert_eq!(m.seen(0), [1, 2, 3]);
+        let mut counts = [0usize; 8];
+        for _ in 0..5000 {
+            counts[m.sample_negative(0).unwrap() as usize] += 1;
+        }
+        for (i, &c) in counts.iter().enumerate() {
+            if [1, 2, 3].contains(&i) {
+                assert_eq!(c, 0, "seen item {i} drawn as a negative");
+            } else {
+                assert!((c as f64 - 1000.0).abs() < 150.0, "item {i}: {c}");
+            }
+        }
+        // Online fold-in moves only p_u: item factors and biases stay frozen.
+        let (q, b) = (m.item_factors().to_vec(), m.item_bias().to_vec());
+        let p0 = m.user_vector(0);
+        m.observe(&Interaction {
+            user: 0,
+            item: 6,
+            rating: 4.0,
+            timestamp: 0,
+        })
+        .unwrap();
+        assert_eq!(m.item_factors(), &q[..]);
+        assert_eq!(m.item_bias(), &b[..]);
+        assert_ne!(m.user_vector(0), p0);
+        assert_eq!(m.seen(0), [1, 2, 3, 6]);
+        // A user who has seen everything gets no negative.
+        for it in [0, 4, 5, 7] {
+            m.observe(&Interaction {
+                user: 0,
+                item: it,
+                rating: 4.0,
+                timestamp: 0,
+            })
+            .unwrap();
+        }
+        assert_eq!(m.sample_negative(0), None);
+    }
 }

@@ -230,4 +230,50 @@ mod tests {
             .is_err());
         assert!(ContextAware::train(&ds, &ContextConfig { alpha: 0.0 }).is_err());
     }
+
+    #[test]
+    fn scores_match_the_smoothed_naive_bayes_formula_and_the_weekday_matters() {
+        // Item 0: Monday 09:00; item 1: Monday 21:00 and Tuesday 09:00; item 2: never.
+        // Smoothed popularity p = (c + 1) / (N + n) = (2/6, 3/6, 1/6); α = 2.
+        let mut ds = dataset(3, 3, &[]);
+        for (u, item, ts) in [
+            (0, 0, MONDAY + 9 * 3600),
+            (1, 1, MONDAY + 21 * 3600),
+            (2, 1, MONDAY + 86_400 + 9 * 3600),
+        ] {
+            ds.interactions.push(Interaction {
+                user: u,
+                item,
+                rating: 4.0,
+                timestamp: ts,
+            });
+        }
+        let m = ContextAware::train(&ds, &ContextConfig { alpha: 2.0 }).unwrap();
+        let close = |got: &[f32], want: [f64; 3]| {
+            for (g, w) in got.iter().zip(want) {
+                assert!((*g as f64 - w).abs() < 1e-5, "{got:?} vs {want:?}");
+            }
+        };
+        // Tuesday 10:00 (slot 2: items 0 and 1 once, N 2; Tuesday: item 1 once, N 1):
+        // item 0: (1 + 2/3)/4 · (2/3)/3 / (1/3) = 5/18; item 1: (2/4)(2/3)/(1/2) = 2/3;
+        // item 2: (1/3)/4 · (1/3)/3 / (1/6) = 1/18.
+        let tuesday = MONDAY + 7 * 86_400 + 86_400 + 10 * 3600;
+        close(
+            &m.scores(tuesday),
+            [
+                (5.0f64 / 18.0).ln(),
+                (2.0f64 / 3.0).ln(),
+                (1.0f64 / 18.0).ln(),
+            ],
+        );
+        // Monday 10:00, same slot, Monday's counts (items 0 and 1 once, N 2):
+        // item 0: (5/12)(5/12)·3 = 75/144; item 1: (1/2)(1/2)·2 = 72/144.
+        let monday = MONDAY + 7 * 86_400 + 10 * 3600;
+        let s = m.scores(monday);
+        assert!((s[0] as f64 - (75.0f64 / 144.0).ln()).abs() < 1e-5, "{s:?}");
+        assert!((s[1] as f64 - 0.5f64.ln()).abs() < 1e-5, "{s:?}");
+        // Only the day differs, and it flips the top item.
+        assert_eq!(m.recommend(0, 2, &[], monday), [0, 1]);
+        assert_eq!(m.recommend(0, 2, &[], tuesday), [1, 0]);
+    }
 }
