@@ -91,7 +91,12 @@ impl Ease {
     pub fn scores(&self, user: u32) -> Vec<f32> {
         let n = self.n_items;
         let mut s = vec![0.0f32; n];
+        // X is binary: a title watched twice counts once.
+        let mut counted = vec![false; n];
         for i in self.hist.items(user) {
+            if std::mem::replace(&mut counted[i as usize], true) {
+                continue;
+            }
             let row = &self.b[i as usize * n..(i as usize + 1) * n];
             for (x, &w) in s.iter_mut().zip(row) {
                 *x += w;
@@ -165,6 +170,23 @@ mod tests {
         }
         // Item 1 predicts item 0 (co-watched twice) more than item 2 (once).
         assert!(m.weight(1, 0) > m.weight(1, 2));
+        // X is binary: a repeated interaction leaves the Gram matrix, so B, as is.
+        let mut dup = ds.clone();
+        dup.interactions.push(dup.interactions[0]);
+        dup.interactions.push(dup.interactions[5]);
+        let md = Ease::train(
+            &dup,
+            &EaseConfig {
+                lambda,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        for i in 0..3 {
+            for j in 0..3 {
+                assert_eq!(md.weight(i, j), m.weight(i, j), "B[{i}][{j}]");
+            }
+        }
     }
 
     #[test]
@@ -196,6 +218,17 @@ mod tests {
         .unwrap();
         let rec = m.recommend(new, 4, &[false, false, false, false, false, false, true], 0);
         assert!(rec.iter().all(|&i| i >= 5), "{rec:?}");
+        // The viewer's row of X is binary: watching item 6 again changes nothing.
+        let once = m.scores(new);
+        assert_eq!(once[..], m.b[6 * m.n_items..7 * m.n_items]);
+        m.observe(&Interaction {
+            user: new,
+            item: 6,
+            rating: 5.0,
+            timestamp: 1,
+        })
+        .unwrap();
+        assert_eq!(m.scores(new), once);
         assert_eq!(
             m.explain(new, rec[0], 0),
             Some(Reason::BecauseYouWatched(6))
