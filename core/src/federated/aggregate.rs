@@ -298,8 +298,8 @@ pub fn robust_weighted_mean(
     let k = k.min((n - 1) / 2);
     report.trimmed_per_side = k;
     let cap = cfg.fisher_ratio_cap;
-    let wsum: f64 = ws.iter().map(|&w| w as f64).sum();
-    let mut vals: Vec<(f32, f64)> = Vec::with_capacity(n);
+    // (value, ω, w) per client for one entry.
+    let mut vals: Vec<(f32, f64, f64)> = Vec::with_capacity(n);
     for i in 0..d {
         for j in 0..d {
             let c = i * d + j;
@@ -307,22 +307,20 @@ pub fn robust_weighted_mean(
             let clients = deltas.iter().zip(&rows).zip(&cols).zip(&ws);
             for (((delta, row), col), &w) in clients {
                 let omega = w as f64 * (row[i] * col[j]).min(cap) as f64;
-                vals.push((delta[c], omega));
+                vals.push((delta[c], omega, w as f64));
             }
             if k > 0 {
                 vals.sort_unstable_by(|x, y| x.0.total_cmp(&y.0));
             }
             let kept = &vals[k..n - k];
-            let (mut num, mut den) = (0f64, 0f64);
-            for &(x, om) in kept {
+            // Σw over the kept clients of this entry: with a uniform Fisher
+            // (ω = w) the importance is exactly 1 whichever clients were trimmed.
+            let (mut num, mut den, mut kept_w) = (0f64, 0f64, 0f64);
+            for &(x, om, w) in kept {
                 num += om * x as f64;
                 den += om;
+                kept_w += w;
             }
-            let kept_w: f64 = if k > 0 {
-                wsum * (n - 2 * k) as f64 / n as f64
-            } else {
-                wsum
-            };
             if den > 0.0 {
                 mean[c] = (num / den) as f32;
                 importance[c] = (den / kept_w.max(1e-30)) as f32;
