@@ -436,6 +436,15 @@ mod tests {
     #[test]
     fn ml100k_errors_name_file_and_line() {
         let items = ml100k_items();
+        // What a user reads: file and line first, then the problem.
+        assert_eq!(
+            err100k("196\t1\t3\t881250949\n196\t9\t3\t1\n", &items).to_string(),
+            "u.data:2: item id 9 is not in the catalog"
+        );
+        assert_eq!(
+            err100k("196\t1\t7\t1\n", &items).to_string(),
+            "u.data:1: rating \"7\" is not a number in [1, 5]"
+        );
         assert!(matches!(
             err100k("196\t1\t3\t881250949\n196\t9\t3\t1\n", &items),
             DataError::UnknownItem { ref file, line: 2, item_id: 9 } if file == "u.data"
