@@ -48,7 +48,13 @@ export interface PersonalizeOptions {
   maxInteractions?: number;
   minLrFraction?: number;
   stepsPerAdaptation?: number;
+  /** ≤ 1024. */
   negativesPerObservation?: number;
+  /**
+   * 1..=4096. Together with `negativesPerObservation` (k) and `d` it must keep
+   * (maxPending² / 4 + k · maxPending) · d ≤ 2^26 floats (256 MiB of training
+   * pairs per adaptation); `load` rejects settings beyond that.
+   */
   maxPending?: number;
   ewcLambda?: number;
   fisherDecay?: number;
