@@ -904,6 +904,67 @@ fn merge_near_duplicates_union_weighted_confidence_summed_usage() {
 }
 
 #[test]
+fn merge_needs_similarity_above_the_threshold_not_at_it() {
+    // Exact binary coordinates: the cosine of `e` and `at` is exactly 0.5.
+    let mut e = vec![0.0f32; D];
+    e[..4].copy_from_slice(&[0.5; 4]);
+    let mut at = e.clone();
+    at[3] = -0.5;
+    assert_eq!(dot(&e, &at), 0.5);
+    let mut rng = Rng::new(21);
+    let just_above = at_cosine(&e, 0.501, &mut rng);
+    let c = BankConfig {
+        merge_above: 0.5,
+        ..cfg()
+    };
+    for (other, merges) in [(at, false), (just_above, true)] {
+        let mut bank = ReasoningBank::new(c.clone()).unwrap();
+        let a = bank
+            .store_pattern(new_pattern(e.clone(), &[1], 0.9, 3), T0)
+            .unwrap();
+        let b = bank
+            .store_pattern(new_pattern(other, &[2], 0.9, 1), T0)
+            .unwrap();
+        let rep = bank.maintain(T0 + 1);
+        if merges {
+            assert_eq!(rep.merged, vec![(a, b)]);
+        } else {
+            assert!(rep.merged.is_empty(), "{:?}", rep.merged);
+            assert_eq!(bank.ids(), vec![a, b]);
+        }
+    }
+}
+
+#[test]
+fn a_segment_pattern_keeps_results_half_its_viewers_had() {
+    // Four viewers of one segment (the fewest allowed is 3): a result two of them
+    // had (exactly 50 %) is kept, one that one of them had (25 %) is not.
+    let mut bank = ReasoningBank::new(cfg()).unwrap();
+    let mut rng = Rng::new(22);
+    let e = random_unit(&mut rng, D);
+    for u in 0..4u64 {
+        let mut results = vec![100];
+        if u < 2 {
+            results.push(400);
+        }
+        if u == 0 {
+            results.push(401);
+        }
+        let mut p = new_pattern(at_cosine(&e, 0.97, &mut rng), &results, 0.8, 1);
+        p.user = Some(u);
+        p.segment = Some(3);
+        bank.store_pattern(p, T0).unwrap();
+    }
+    let rep = bank.aggregate_global(T0 + DAY);
+    // Four viewers are too few for a universal pattern (5).
+    assert!(rep.universal_patterns.is_empty());
+    assert_eq!(rep.segment_patterns.len(), 1);
+    let seg = bank.get(rep.segment_patterns[0]).unwrap();
+    assert_eq!(seg.segment, Some(3));
+    assert_eq!(seg.successful_results, vec![100, 400]);
+}
+
+#[test]
 fn global_aggregation_builds_universal_and_segment_patterns() {
     let mut bank = ReasoningBank::new(cfg()).unwrap();
     let mut rng = Rng::new(13);

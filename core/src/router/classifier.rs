@@ -339,6 +339,13 @@ fn hard_threshold(v: &mut [f32], keep: f32) -> Vec<bool> {
     mask
 }
 
+/// The learning rate of optimizer step `step` out of `total_steps`: linear from
+/// `cfg.lr` at step 0 towards `cfg.lr · cfg.lr_final_frac` at `total_steps` (the last
+/// step taken, `total_steps − 1`, is one step short of it).
+fn learning_rate(cfg: &TrainConfig, step: usize, total_steps: usize) -> f32 {
+    cfg.lr * (1.0 - (1.0 - cfg.lr_final_frac) * step as f32 / total_steps.max(1) as f32)
+}
+
 fn density(v: &[f32]) -> f32 {
     if v.is_empty() {
         return 1.0;
@@ -545,10 +552,8 @@ pub fn train(
                     t.iter_mut().for_each(|g| *g *= s);
                 }
             }
-            let lr = cfg.lr
-                * (1.0 - (1.0 - cfg.lr_final_frac) * step as f32 / total_steps.max(1) as f32);
             let acfg = AdamConfig {
-                lr,
+                lr: learning_rate(cfg, step, total_steps),
                 weight_decay: cfg.weight_decay,
                 ..AdamConfig::default()
             };
@@ -640,6 +645,34 @@ mod tests {
             u_rank: None,
             pool: Pool::Last,
         }
+    }
+
+    #[test]
+    fn learning_rate_falls_linearly_to_the_final_fraction() {
+        let cfg = TrainConfig {
+            lr: 0.02,
+            lr_final_frac: 0.05,
+            ..TrainConfig::default()
+        };
+        // 0.02 at the start, 0.001 (= 0.02 · 0.05) at the end, on a straight line:
+        // a quarter of the way down, 0.02 − 0.25 · 0.019.
+        let want = [
+            (0, 0.02),
+            (25, 0.01525),
+            (50, 0.0105),
+            (99, 0.00119),
+            (100, 0.001),
+        ];
+        for (step, lr) in want {
+            let got = learning_rate(&cfg, step, 100);
+            assert!((got - lr).abs() < 1e-7, "step {step}: {got} vs {lr}");
+        }
+        // lr_final_frac 1: constant.
+        let flat = TrainConfig {
+            lr_final_frac: 1.0,
+            ..cfg
+        };
+        assert_eq!(learning_rate(&flat, 73, 100), 0.02);
     }
 
     fn toy_data() -> (Vec<String>, Vec<usize>) {

@@ -271,6 +271,17 @@ mod tests {
             words("Where's  THE Matrix?!"),
             vec!["wheres", "the", "matrix"]
         );
+        // Typographic (U+2019, what phone keyboards and speech-to-text produce) and
+        // backtick apostrophes are dropped like ASCII ones, not word breaks.
+        assert_eq!(
+            words("Where\u{2019}s Schindler`s List"),
+            vec!["wheres", "schindlers", "list"]
+        );
+        let tk = Tokenizer::new(TokenizerConfig::default());
+        assert_eq!(
+            tk.tokenize("where\u{2019}s it`s on").ids,
+            tk.tokenize("where's it's on").ids
+        );
         // Full-width letters and the "ﬁ" ligature are NFKC-folded (by the core with
         // the `nfkc` feature, by the caller without it).
         #[cfg(feature = "nfkc")]
