@@ -4,6 +4,8 @@
 //! i.e. `B_ij = −P_ij / P_jj` off the diagonal and `B_jj = 0`. A user's scores are
 //! `x_u · B`. Online updates add the new item to `x_u`, so scores change at once.
 
+use std::collections::HashMap;
+
 use super::linalg::spd_inverse;
 use super::{best_history_item, top_k, History, OnlineRecommender, Reason, RecommendError};
 use crate::data::{Dataset, Interaction};
@@ -32,7 +34,17 @@ pub struct Ease {
     /// Row-major `n_items × n_items` weights.
     b: Vec<f32>,
     hist: History,
+    /// Score vectors of viewers seen by [`OnlineRecommender::observe`], kept up to
+    /// date there (one row added per new title instead of every history row summed
+    /// again per request). The additions happen in the same order as in
+    /// [`Ease::scores`], so the cached vector is bit-identical to a fresh one.
+    live: HashMap<u32, Vec<f32>>,
+    /// Most viewers `live` holds before it is emptied (about 64 MB of scores).
+    live_cap: usize,
 }
+
+/// Bytes of cached score vectors an [`Ease`] keeps at most.
+const LIVE_CACHE_BYTES: usize = 64 << 20;
 
 impl Ease {
     pub fn train(ds: &Dataset, cfg: &EaseConfig) -> Result<Self, RecommendError> {
@@ -84,11 +96,21 @@ impl Ease {
             n_items: n,
             b,
             hist,
+            live: HashMap::new(),
+            live_cap: (LIVE_CACHE_BYTES / (4 * n.max(1))).max(1),
         })
     }
 
     /// Scores of every item for `user` (`x_u · B`).
     pub fn scores(&self, user: u32) -> Vec<f32> {
+        if let Some(s) = self.live.get(&user) {
+            return s.clone();
+        }
+        self.sum_rows(user)
+    }
+
+    /// `x_u · B` from the history: each distinct title's row, in history order.
+    fn sum_rows(&self, user: u32) -> Vec<f32> {
         let n = self.n_items;
         let mut s = vec![0.0f32; n];
         // X is binary: a title watched twice counts once.
@@ -127,7 +149,21 @@ impl OnlineRecommender for Ease {
 
     fn observe(&mut self, x: &Interaction) -> Result<(), RecommendError> {
         self.hist.check(x)?;
+        let new_title = !self.hist.items(x.user).any(|i| i == x.item);
         self.hist.push(x);
+        if let Some(s) = self.live.get_mut(&x.user) {
+            if new_title {
+                let n = self.n_items;
+                let row = &self.b[x.item as usize * n..(x.item as usize + 1) * n];
+                s.iter_mut().zip(row).for_each(|(v, &w)| *v += w);
+            }
+        } else {
+            if self.live.len() >= self.live_cap {
+                self.live.clear();
+            }
+            let s = self.sum_rows(x.user);
+            self.live.insert(x.user, s);
+        }
         Ok(())
     }
 
@@ -143,6 +179,32 @@ impl OnlineRecommender for Ease {
 mod tests {
     use super::*;
     use crate::recommend::testutil::{dataset, two_clusters};
+
+    #[test]
+    fn live_scores_stay_bit_identical_to_a_fresh_sum() {
+        let ds = two_clusters(6, 12);
+        let mut m = Ease::train(&ds, &EaseConfig::default()).unwrap();
+        m.live_cap = 2; // three replayed viewers: the cache is emptied along the way
+        let mut r = crate::rng::Rng::new(5);
+        let mut cached_at_some_point = false;
+        for t in 0..200 {
+            // Viewers 0–2 and a new viewer 9; titles repeat often.
+            let user = [0, 1, 2, 9][r.below(4)];
+            let x = Interaction {
+                user,
+                item: r.below(12) as u32,
+                rating: 4.0,
+                timestamp: t,
+            };
+            m.observe(&x).unwrap();
+            cached_at_some_point |= m.live.contains_key(&user);
+            for u in [0, 1, 2, 3, 9] {
+                assert_eq!(m.scores(u), m.sum_rows(u), "viewer {u} after event {t}");
+            }
+        }
+        assert!(cached_at_some_point);
+        assert!(m.live.len() <= 2);
+    }
 
     #[test]
     fn weights_match_closed_form_on_a_tiny_matrix() {
