@@ -23,7 +23,6 @@ const NB: usize = 128;
 /// # Safety
 /// Every element the strides reach from `a`, `b` (`m×k`, `k×n`) and `c` (`m×n`) must
 /// lie inside live allocations, and `c`'s elements must not overlap `a`'s or `b`'s.
-#[allow(clippy::too_many_arguments)]
 unsafe fn gemm(
     (m, k, n): (usize, usize, usize),
     alpha: f64,
