@@ -168,6 +168,31 @@ mod tests {
         }
     }
 
+    /// Dense attention over the projected queries `q·W_q` and keys `k·W_k` (f64
+    /// products), under `inp`'s mask if it has one.
+    fn projected_reference(c: &CrossAttention, inp: &AttnInput) -> Vec<f32> {
+        let (d, da) = (c.d, c.d_a);
+        let proj = |x: &[f32], w: &[f32], n: usize| -> Vec<f32> {
+            (0..n * da)
+                .map(|i| {
+                    (0..d)
+                        .map(|t| x[(i / da) * d + t] as f64 * w[t * da + i % da] as f64)
+                        .sum::<f64>() as f32
+                })
+                .collect()
+        };
+        reference_sdpa_f64(
+            &proj(inp.q, &c.w_q, inp.n_q),
+            &proj(inp.k, &c.w_k, inp.n_k),
+            inp.v,
+            inp.n_q,
+            inp.n_k,
+            da,
+            inp.d_v,
+            inp.extras.mask,
+        )
+    }
+
     #[test]
     fn matches_projected_reference_and_identity_is_dot_product() {
         let (n_q, n_k, d, d_v) = (3, 7, 4, 2);
@@ -182,22 +207,7 @@ mod tests {
         );
         let c = random(d, 3, 2);
         c.forward(&inp, &mut out).unwrap();
-        let proj = |x: &[f32], w: &[f32], n: usize| -> Vec<f32> {
-            (0..n * 3)
-                .map(|i| (0..d).map(|t| x[(i / 3) * d + t] * w[t * 3 + i % 3]).sum())
-                .collect()
-        };
-        let want = reference_sdpa_f64(
-            &proj(&q, &c.w_q, n_q),
-            &proj(&k, &c.w_k, n_k),
-            &v,
-            n_q,
-            n_k,
-            3,
-            d_v,
-            None,
-        );
-        assert_close(&out, &want, 1e-4);
+        assert_close(&out, &projected_reference(&c, &inp), 1e-4);
     }
 
     #[test]
@@ -279,26 +289,7 @@ mod tests {
             });
         let mut out = vec![0.0; n_q * d_v];
         c.forward(&inp, &mut out).unwrap();
-        let proj = |x: &[f32], w: &[f32], n: usize| -> Vec<f32> {
-            (0..n * da)
-                .map(|i| {
-                    (0..d)
-                        .map(|t| x[(i / da) * d + t] as f64 * w[t * da + i % da] as f64)
-                        .sum::<f64>() as f32
-                })
-                .collect()
-        };
-        let want = reference_sdpa_f64(
-            &proj(&q, &c.w_q, n_q),
-            &proj(&k, &c.w_k, n_k),
-            &v,
-            n_q,
-            n_k,
-            da,
-            d_v,
-            Some(&mask),
-        );
-        assert_close(&out, &want, 1e-5);
+        assert_close(&out, &projected_reference(&c, &inp), 1e-5);
         assert_eq!(&out[d_v..2 * d_v], &[0.0, 0.0]);
         assert_close(&out[2 * d_v..3 * d_v], &v[2 * d_v..3 * d_v], 1e-6);
     }

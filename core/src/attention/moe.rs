@@ -249,6 +249,44 @@ mod tests {
     use super::*;
     use crate::attention::testutil::*;
 
+    /// One query's output from the defining formula, in f64: gate logits `q·W_gate`,
+    /// the `top_k` largest, softmax over them, and the selected experts' attention
+    /// outputs (query `q·A_e`) mixed by those weights; `mask` is the query's key row.
+    fn reference_row(
+        moe: &MoeAttention,
+        qi: &[f32],
+        k: &[f32],
+        v: &[f32],
+        n_k: usize,
+        d_v: usize,
+        mask: Option<&[bool]>,
+    ) -> Vec<f32> {
+        let (d, ne) = (moe.d, moe.n_experts);
+        let logits: Vec<f64> = (0..ne)
+            .map(|e| {
+                (0..d)
+                    .map(|t| qi[t] as f64 * moe.w_gate[t * ne + e] as f64)
+                    .sum()
+            })
+            .collect();
+        let mut order: Vec<usize> = (0..ne).collect();
+        order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
+        let top = &order[..moe.top_k];
+        let z: f64 = top.iter().map(|&e| logits[e].exp()).sum();
+        let mut want = vec![0.0f64; d_v];
+        for &e in top {
+            let a = &moe.experts[e * d * d..(e + 1) * d * d];
+            let qe: Vec<f32> = (0..d)
+                .map(|c| (0..d).map(|t| qi[t] * a[t * d + c]).sum())
+                .collect();
+            let oe = reference_sdpa_f64(&qe, k, v, 1, n_k, d, d_v, mask);
+            for c in 0..d_v {
+                want[c] += logits[e].exp() / z * oe[c] as f64;
+            }
+        }
+        want.into_iter().map(|x| x as f32).collect()
+    }
+
     #[test]
     fn output_is_gate_weighted_sum_of_selected_experts() {
         let (n_q, n_k, d, d_v) = (5, 7, 4, 3);
@@ -258,31 +296,7 @@ mod tests {
         moe.forward(&AttnInput::new(&q, &k, &v, n_q, n_k, d, d_v), &mut out)
             .unwrap();
         for i in 0..n_q {
-            let qi = &q[i * d..(i + 1) * d];
-            // Reference gate in f64 from the defining formula.
-            let logits: Vec<f64> = (0..4)
-                .map(|e| {
-                    (0..d)
-                        .map(|t| qi[t] as f64 * moe.w_gate[t * 4 + e] as f64)
-                        .sum()
-                })
-                .collect();
-            let mut order: Vec<usize> = (0..4).collect();
-            order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
-            let top = &order[..2];
-            let z: f64 = top.iter().map(|&e| logits[e].exp()).sum();
-            let mut want = vec![0.0f64; d_v];
-            for &e in top {
-                let a = &moe.experts[e * d * d..(e + 1) * d * d];
-                let qe: Vec<f32> = (0..d)
-                    .map(|c| (0..d).map(|t| qi[t] * a[t * d + c]).sum())
-                    .collect();
-                let oe = reference_sdpa_f64(&qe, &k, &v, 1, n_k, d, d_v, None);
-                for c in 0..d_v {
-                    want[c] += logits[e].exp() / z * oe[c] as f64;
-                }
-            }
-            let want: Vec<f32> = want.into_iter().map(|x| x as f32).collect();
+            let want = reference_row(&moe, &q[i * d..(i + 1) * d], &k, &v, n_k, d_v, None);
             assert_close(&out[i * d_v..(i + 1) * d_v], &want, 1e-4);
         }
     }
@@ -350,31 +364,9 @@ mod tests {
         let mut out = vec![0.0; n_q * d_v];
         moe.forward(&inp, &mut out).unwrap();
         for i in 0..n_q {
-            let qi = &q[i * d..(i + 1) * d];
-            let logits: Vec<f64> = (0..ne)
-                .map(|e| {
-                    (0..d)
-                        .map(|t| qi[t] as f64 * moe.w_gate[t * ne + e] as f64)
-                        .sum()
-                })
-                .collect();
-            let mut order: Vec<usize> = (0..ne).collect();
-            order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
-            let top = &order[..2];
-            let z: f64 = top.iter().map(|&e| logits[e].exp()).sum();
             let row_mask = &mask[i * n_k..(i + 1) * n_k];
-            let mut want = vec![0.0f64; d_v];
-            for &e in top {
-                let a = &moe.experts[e * d * d..(e + 1) * d * d];
-                let qe: Vec<f32> = (0..d)
-                    .map(|c| (0..d).map(|t| qi[t] * a[t * d + c]).sum())
-                    .collect();
-                let oe = reference_sdpa_f64(&qe, &k, &v, 1, n_k, d, d_v, Some(row_mask));
-                for c in 0..d_v {
-                    want[c] += logits[e].exp() / z * oe[c] as f64;
-                }
-            }
-            let want: Vec<f32> = want.into_iter().map(|x| x as f32).collect();
+            let qi = &q[i * d..(i + 1) * d];
+            let want = reference_row(&moe, qi, &k, &v, n_k, d_v, Some(row_mask));
             assert_close(&out[i * d_v..(i + 1) * d_v], &want, 1e-5);
         }
         assert!(out[d_v..2 * d_v].iter().all(|&x| x == 0.0));
